@@ -1,0 +1,7 @@
+//! Login, logout and the identity endpoints under `[auth] prefix`.
+
+pub mod endpoints;
+pub mod page;
+pub mod ratelimit;
+pub mod redirect;
+pub mod users;

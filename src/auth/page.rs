@@ -1,0 +1,71 @@
+//! The login page: plain HTML, no JavaScript, works in any browser and with a screen reader.
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
+main {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; box-shadow: 0 2px 12px rgba(0,0,0,.08); width: 100%; max-width: 22rem; }}
+h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
+label {{ display: block; font-size: .9rem; margin: .8rem 0 .3rem; }}
+input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .55rem .6rem; border: 1px solid #c4c8cf; border-radius: 4px; font-size: 1rem; }}
+button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }}
+.error {{ color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }}
+</style>
+</head>
+<body>
+<main>
+<h1>Sign in</h1>
+{error}
+<form method="post" action="{action}">
+<input type="hidden" name="rd" value="{rd}">
+<label for="username">User name</label>
+<input type="text" id="username" name="username" value="{username}" autocomplete="username" autocapitalize="none" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</main>
+</body>
+</html>
+"#,
+        action = escape(action),
+        rd = escape(rd),
+        username = escape(username),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_escaped() {
+        let p = super::login("/.auth/login", "/\"><script>", Some("<b>"), "a\"b");
+        assert!(!p.contains("<script>"));
+        assert!(p.contains("&quot;&gt;&lt;script&gt;"));
+        assert!(p.contains("&lt;b&gt;"));
+        assert!(p.contains("a&quot;b"));
+    }
+}

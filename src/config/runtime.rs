@@ -1,0 +1,463 @@
+//! The validated configuration the gateway serves with.
+//!
+//! `build` is the only place where configuration can fail: it resolves addresses, reads
+//! keys, certificates and the users file, compiles routes and checks every cross-reference.
+//! After it returns, nothing parses configuration again; a reload builds a whole new
+//! `Config` and swaps it in.
+
+use super::file::{self, AccessStr, FileConfig, SameSiteStr, StoreKind};
+use super::{ConfigError, Source};
+use crate::auth::users::Users;
+use crate::identity::IdentityHeaders;
+use crate::router::{HostPattern, RouteTable};
+use crate::session::keys::KeyRing;
+use crate::tls::CertifiedChain;
+use crate::upstream::{HealthCheck, Upstream};
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the gateway needs to serve, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub http: Vec<SocketAddr>,
+    pub threads: usize,
+    pub tls: Option<TlsConfig>,
+    pub admin: AdminConfig,
+    pub session: Option<SessionConfig>,
+    pub auth: AuthConfig,
+    pub identity: IdentityHeaders,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug)]
+pub struct TlsConfig {
+    pub https: Vec<SocketAddr>,
+    pub chain: Arc<CertifiedChain>,
+    /// `None` when HSTS is turned off with `"0"`.
+    pub hsts: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for admin writes; `None` turns writes off.
+    pub token: Option<crate::secret::Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug)]
+pub struct SessionConfig {
+    pub keys: Arc<KeyRing>,
+    pub keys_file: PathBuf,
+    pub cookie_name: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub max_sessions: u64,
+    pub persist_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct AuthConfig {
+    pub prefix: String,
+    pub users_file: Option<PathBuf>,
+    pub users: Arc<Users>,
+    /// Failed logins allowed per window, per client address and per user name.
+    pub login_attempts: (u32, Duration),
+    pub after_logout: String,
+    pub allowed_redirect_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Authenticated,
+    Public,
+}
+
+/// One compiled `[[route]]`.
+#[derive(Debug)]
+pub struct RouteConfig {
+    /// Used as the metrics label and in logs: never a raw request path.
+    pub name: String,
+    pub host: Option<HostPattern>,
+    pub prefix: String,
+    pub upstream: Arc<Upstream>,
+    pub access: Access,
+    pub allow_users: Vec<String>,
+    pub allow_groups: Vec<String>,
+    pub strip_prefix: bool,
+}
+
+pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
+    for jwt in &f.jwt {
+        return Err(src.at(
+            jwt.span(),
+            "[[jwt]] bearer tokens are not supported by this version of portcullis; remove the section",
+        ));
+    }
+    if let Some(redis) = &f.redis {
+        return Err(src.at(
+            redis.span(),
+            "[redis] is not supported by this version of portcullis (store = \"memory\" only)",
+        ));
+    }
+    if !f.identity.assertion.get_ref().is_empty() {
+        return Err(src.at(
+            f.identity.assertion.span(),
+            "identity assertions are not supported by this version of portcullis; leave `assertion` empty",
+        ));
+    }
+    if !f.identity.assertion_key_file.is_empty() {
+        return Err(src.file("identity.assertion_key_file is not supported by this version"));
+    }
+
+    let http = f
+        .listen
+        .http
+        .iter()
+        .map(|a| listen_addr(src, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let threads = if f.listen.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        f.listen.threads
+    };
+
+    let tls = match &f.tls {
+        None => None,
+        Some(t) => {
+            let https =
+                t.https.iter().map(|a| listen_addr(src, a)).collect::<Result<Vec<_>, _>>()?;
+            if https.is_empty() {
+                return Err(src.file("[tls] https must name at least one address"));
+            }
+            let cert_path = src.resolve(t.cert.get_ref());
+            let key_path = src.resolve(t.key.get_ref());
+            let chain = CertifiedChain::load(&cert_path, &key_path)
+                .map_err(|e| src.at(t.cert.span(), e))?;
+            let hsts = (!t.hsts.0.is_zero()).then_some(t.hsts.0);
+            Some(TlsConfig { https, chain: Arc::new(chain), hsts })
+        }
+    };
+    if http.is_empty() && tls.is_none() {
+        return Err(src.file("no listener: set [listen] http or [tls] https"));
+    }
+
+    let admin = AdminConfig {
+        listen: listen_addr(src, &f.admin.listen)?,
+        token: match &f.admin.token_file {
+            None => None,
+            Some(p) => Some(
+                crate::secret::Secret::read_token(&src.resolve(p.get_ref()))
+                    .map_err(|e| src.at(p.span(), e))?,
+            ),
+        },
+    };
+
+    let session = match f.session {
+        None => None,
+        Some(s) => Some(session_config(src, s, tls.is_some())?),
+    };
+
+    let identity = IdentityHeaders::new(
+        f.identity.user.get_ref(),
+        f.identity.email.get_ref(),
+        f.identity.groups.get_ref(),
+        f.identity.strip.iter().map(|s| s.get_ref().as_str()),
+    )
+    .map_err(|e| src.at(f.identity.user.span(), e))?;
+    for s in [&f.identity.user, &f.identity.email, &f.identity.groups]
+        .into_iter()
+        .chain(f.identity.strip.iter())
+    {
+        http::HeaderName::from_bytes(s.get_ref().as_bytes())
+            .map_err(|_| src.at(s.span(), format!("{:?} is not a valid header name", s.get_ref())))?;
+    }
+
+    let auth = auth_config(src, f.auth)?;
+
+    let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+    for u in f.upstream {
+        let name = u.name.get_ref().clone();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(src.at(u.name.span(), "upstream name must be non-empty [A-Za-z0-9._-]"));
+        }
+        if upstreams.iter().any(|x| x.name == name) {
+            return Err(src.at(u.name.span(), format!("duplicate upstream name {name:?}")));
+        }
+        if u.targets.get_ref().is_empty() {
+            return Err(src.at(u.targets.span(), "an upstream needs at least one target"));
+        }
+        let mut targets = Vec::new();
+        for t in u.targets.get_ref() {
+            targets.push((t.get_ref().clone(), resolve_target(src, t)?));
+        }
+        let health_check = match u.health_check {
+            None => None,
+            Some(hc) => {
+                if !hc.path.starts_with('/') {
+                    return Err(src.file(format!(
+                        "upstream {name:?}: health_check path must start with '/'"
+                    )));
+                }
+                if hc.interval.0 < Duration::from_millis(100) {
+                    return Err(src.file(format!(
+                        "upstream {name:?}: health_check interval must be at least 100ms"
+                    )));
+                }
+                Some(HealthCheck { path: hc.path, interval: hc.interval.0 })
+            }
+        };
+        if u.connect_timeout.0.is_zero() || u.read_timeout.0.is_zero() {
+            return Err(src.file(format!("upstream {name:?}: timeouts must be greater than 0")));
+        }
+        upstreams.push(Arc::new(Upstream::new(
+            name,
+            targets,
+            health_check,
+            u.connect_timeout.0,
+            u.read_timeout.0,
+        )));
+    }
+
+    let mut routes = Vec::new();
+    let mut seen = HashSet::new();
+    for r in f.route {
+        let upstream = upstreams
+            .iter()
+            .find(|u| u.name == *r.upstream.get_ref())
+            .cloned()
+            .ok_or_else(|| {
+                src.at(r.upstream.span(), format!("route names unknown upstream {:?}", r.upstream.get_ref()))
+            })?;
+        let host = match &r.host {
+            None => None,
+            Some(h) => Some(HostPattern::parse(h.get_ref()).map_err(|e| src.at(h.span(), e))?),
+        };
+        let prefix = r.path.get_ref().clone();
+        if !prefix.starts_with('/') {
+            return Err(src.at(r.path.span(), "route path must start with '/'"));
+        }
+        if crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str()) {
+            return Err(src.at(
+                r.path.span(),
+                "route path must be in normal form (no '.', '..', '//' segments or percent-escapes of unreserved characters)",
+            ));
+        }
+        if prefix.starts_with(auth.prefix.as_str())
+            && (prefix.len() == auth.prefix.len() || prefix[auth.prefix.len()..].starts_with('/'))
+        {
+            return Err(src.at(r.path.span(), format!("route path is inside the auth prefix {}", auth.prefix)));
+        }
+        let key = (r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()), prefix.clone());
+        if !seen.insert(key) {
+            return Err(src.at(r.path.span(), "another route has the same host and path"));
+        }
+        if *r.bearer.get_ref() {
+            return Err(src.at(r.bearer.span(), "bearer = true is not supported by this version of portcullis"));
+        }
+        if *r.issues_sessions.get_ref() {
+            return Err(src.at(
+                r.issues_sessions.span(),
+                "issues_sessions = true is not supported by this version of portcullis",
+            ));
+        }
+        let access = match r.access.get_ref() {
+            AccessStr::Authenticated => Access::Authenticated,
+            AccessStr::Public => Access::Public,
+        };
+        if access == Access::Authenticated && session.is_none() {
+            return Err(src.at(
+                r.path.span(),
+                "this route requires a login (access = \"authenticated\", the default) but there is no [session] section; add one or set access = \"public\"",
+            ));
+        }
+        if access == Access::Public && (!r.allow_users.is_empty() || !r.allow_groups.is_empty()) {
+            return Err(src.at(r.access.span(), "allow_users/allow_groups need access = \"authenticated\""));
+        }
+        let name = r.name.clone().unwrap_or_else(|| {
+            format!("{}{}", r.host.as_ref().map_or("", |h| h.get_ref().as_str()), prefix)
+        });
+        routes.push(RouteConfig {
+            name,
+            host,
+            prefix,
+            upstream,
+            access,
+            allow_users: r.allow_users,
+            allow_groups: r.allow_groups,
+            strip_prefix: r.strip_prefix,
+        });
+    }
+    if routes.iter().any(|r| r.access == Access::Authenticated) && auth.users_file.is_none() {
+        return Err(src.file("authenticated routes need [auth] users_file so that people can log in"));
+    }
+
+    Ok(Config {
+        path: src.path.to_path_buf(),
+        http,
+        threads,
+        tls,
+        admin,
+        session,
+        auth,
+        identity,
+        upstreams,
+        routes: RouteTable::new(routes),
+    })
+}
+
+fn listen_addr(src: &Source<'_>, a: &toml::Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    a.get_ref().parse::<SocketAddr>().map_err(|_| {
+        src.at(a.span(), format!("{:?} is not a listen address (IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")", a.get_ref()))
+    })
+}
+
+/// Resolve a target once, at load time: pingora's peer constructor would otherwise resolve
+/// (and panic on failure) in the request path.
+fn resolve_target(src: &Source<'_>, t: &toml::Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    let s = t.get_ref();
+    let addrs = s
+        .to_socket_addrs()
+        .map_err(|e| src.at(t.span(), format!("cannot resolve target {s:?}: {e}")))?;
+    let mut addrs: Vec<SocketAddr> = addrs.collect();
+    // Prefer IPv4 for names such as localhost that resolve to both, so that a target that
+    // only listens on 127.0.0.1 is not reported down.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| src.at(t.span(), format!("target {s:?} resolves to no address")))
+}
+
+fn session_config(
+    src: &Source<'_>,
+    s: file::SessionSection,
+    has_tls: bool,
+) -> Result<SessionConfig, ConfigError> {
+    let keys_file = src.resolve(s.keys_file.get_ref());
+    let keys = KeyRing::load(&keys_file).map_err(|e| src.at(s.keys_file.span(), e))?;
+    let secure = *s.secure.get_ref();
+    if !secure && has_tls {
+        return Err(src.at(s.secure.span(), "secure = false is only allowed without [tls] (local development)"));
+    }
+    let cookie_name = match &s.cookie {
+        Some(c) => {
+            let n = c.get_ref();
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(src.at(c.span(), "cookie name must be non-empty [A-Za-z0-9._-]"));
+            }
+            if n.starts_with("__Host-") && !secure {
+                return Err(src.at(c.span(), "a __Host- cookie requires secure = true"));
+            }
+            n.clone()
+        }
+        None if secure => "__Host-session".to_string(),
+        None => "session".to_string(),
+    };
+    let same_site = match s.same_site.get_ref() {
+        SameSiteStr::Strict => SameSite::Strict,
+        SameSiteStr::Lax => SameSite::Lax,
+        SameSiteStr::None => SameSite::None,
+    };
+    if same_site == SameSite::None && !secure {
+        return Err(src.at(s.same_site.span(), "same_site = \"none\" requires secure = true"));
+    }
+    let idle = s.idle_timeout.get_ref().0;
+    let absolute = s.absolute_timeout.get_ref().0;
+    if idle.is_zero() {
+        return Err(src.at(s.idle_timeout.span(), "idle_timeout must be greater than 0"));
+    }
+    if absolute < idle {
+        return Err(src.at(s.absolute_timeout.span(), "absolute_timeout must be >= idle_timeout"));
+    }
+    match s.store.get_ref() {
+        StoreKind::Memory => {}
+        StoreKind::Redis | StoreKind::Cookie => {
+            return Err(src.at(
+                s.store.span(),
+                "this version of portcullis supports only store = \"memory\"",
+            ))
+        }
+    }
+    if s.max_sessions == 0 {
+        return Err(src.file("session.max_sessions must be greater than 0"));
+    }
+    Ok(SessionConfig {
+        keys: Arc::new(keys),
+        keys_file,
+        cookie_name,
+        secure,
+        same_site,
+        idle_timeout: idle,
+        absolute_timeout: absolute,
+        max_sessions: s.max_sessions,
+        persist_file: (!s.persist_file.is_empty()).then(|| src.resolve(&s.persist_file)),
+    })
+}
+
+fn auth_config(src: &Source<'_>, a: file::AuthSection) -> Result<AuthConfig, ConfigError> {
+    let prefix = a.prefix.get_ref().trim_end_matches('/').to_string();
+    if !prefix.starts_with('/') || prefix.len() < 2 || crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str()) {
+        return Err(src.at(a.prefix.span(), "auth prefix must be a normal path such as \"/.auth\""));
+    }
+    let (users_file, users) = match &a.users_file {
+        None => (None, Users::default()),
+        Some(p) => {
+            let path = src.resolve(p.get_ref());
+            let users = Users::load(&path).map_err(|e| src.at(p.span(), e))?;
+            (Some(path), users)
+        }
+    };
+    let login_attempts = parse_rate(a.login_attempts.get_ref())
+        .map_err(|e| src.at(a.login_attempts.span(), e))?;
+    let allowed_redirect_hosts: Vec<String> =
+        a.allowed_redirect_hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+    for h in &a.allowed_redirect_hosts {
+        if HostPattern::parse(h.get_ref()).is_err() || h.get_ref().starts_with("*.") {
+            return Err(src.at(h.span(), "allowed_redirect_hosts entries are plain host names"));
+        }
+    }
+    let after_logout = a.after_logout.get_ref().clone();
+    if crate::auth::redirect::safe_target(&after_logout, &allowed_redirect_hosts).as_deref()
+        != Some(after_logout.as_str())
+    {
+        return Err(src.at(
+            a.after_logout.span(),
+            "after_logout must be a local path or a URL on an allowed_redirect_hosts host",
+        ));
+    }
+    Ok(AuthConfig {
+        prefix,
+        users_file,
+        users: Arc::new(users),
+        login_attempts,
+        after_logout,
+        allowed_redirect_hosts,
+    })
+}
+
+/// `"5/1m"`: five per minute.
+fn parse_rate(s: &str) -> Result<(u32, Duration), String> {
+    let (n, per) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a rate; write COUNT/DURATION such as \"5/1m\""))?;
+    let n: u32 = n.trim().parse().map_err(|_| format!("{s:?}: count must be a whole number"))?;
+    let per = file::parse_duration(per)?;
+    if n == 0 || per.is_zero() {
+        return Err(format!("{s:?}: count and duration must be greater than 0"));
+    }
+    Ok((n, per))
+}

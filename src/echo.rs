@@ -1,0 +1,202 @@
+//! `portcullis echo`: an upstream that answers every request with a JSON description of the
+//! request it saw. The natural upstream for tests and the demo.
+//!
+//! A few controls, all opt-in through the request, let tests model real upstream trouble:
+//! `?echo_sleep_ms=N` answers late, `/status/NNN` answers with that status,
+//! `x-echo-set-cookie: V` adds `Set-Cookie: V`, and an `Upgrade` request is accepted
+//! with `101` and then echoes raw bytes (WebSocket pass-through).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Serve forever on `listener`.
+pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, name).await {
+                tracing::debug!(error = %e, "echo connection ended");
+            }
+        });
+    }
+}
+
+/// Run on its own runtime until the process ends.
+pub fn run(listen: SocketAddr, name: String) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let l = TcpListener::bind(listen).await?;
+        tracing::info!(listen = %l.local_addr()?, "echo upstream listening");
+        serve(l, name).await
+    })
+}
+
+struct Request {
+    method: String,
+    target: String,
+    version: u8,
+    headers: Vec<(String, String)>,
+}
+
+fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
+    r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        // Read one request head.
+        let (req, consumed) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut r = httparse::Request::new(&mut headers);
+            match r.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let req = Request {
+                        method: r.method.unwrap_or("").to_string(),
+                        target: r.path.unwrap_or("").to_string(),
+                        version: r.version.unwrap_or(1),
+                        headers: r
+                            .headers
+                            .iter()
+                            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                            .collect(),
+                    };
+                    break (req, n);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => {
+                    s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+                    return Ok(());
+                }
+            }
+            if buf.len() > MAX_HEAD {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 8192];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        buf.drain(..consumed);
+
+        // Body: Content-Length or chunked.
+        let body = if header(&req, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            read_chunked(&mut s, &mut buf).await?
+        } else {
+            let len: usize = header(&req, "content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            if len > MAX_BODY {
+                return Ok(());
+            }
+            while buf.len() < len {
+                let mut chunk = [0u8; 8192];
+                let n = s.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..len).collect()
+        };
+
+        if header(&req, "upgrade").is_some() {
+            let proto = header(&req, "upgrade").unwrap_or("websocket").to_string();
+            let head = format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: {proto}\r\nconnection: upgrade\r\nx-echo-server: {name}\r\n\r\n");
+            s.write_all(head.as_bytes()).await?;
+            if !buf.is_empty() {
+                s.write_all(&buf).await?;
+            }
+            let (mut r, mut w) = s.split();
+            tokio::io::copy(&mut r, &mut w).await?;
+            return Ok(());
+        }
+
+        let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        if let Some(ms) = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "echo_sleep_ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
+        }
+        let path = req.target.split('?').next().unwrap_or("");
+        let status: u16 = path.strip_prefix("/status/").and_then(|c| c.parse().ok()).filter(|c| (200..600).contains(c)).unwrap_or(200);
+        let json = serde_json::json!({
+            "server": name,
+            "peer": peer.to_string(),
+            "method": req.method,
+            "target": req.target,
+            "path": path,
+            "version": format!("HTTP/1.{}", req.version),
+            "headers": req.headers.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&body),
+        });
+        let body = json.to_string();
+        let close = header(&req, "connection").is_some_and(|v| v.to_ascii_lowercase().contains("close")) || req.version == 0;
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-echo-server: {name}\r\n",
+            http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""),
+            if req.method == "HEAD" { 0 } else { body.len() }
+        );
+        for (k, v) in &req.headers {
+            if k.eq_ignore_ascii_case("x-echo-set-cookie") {
+                head.push_str(&format!("set-cookie: {v}\r\n"));
+            }
+        }
+        if close {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).await?;
+        if req.method != "HEAD" {
+            s.write_all(body.as_bytes()).await?;
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+async fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                break p;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let size_str = String::from_utf8_lossy(&buf[..line_end]).to_string();
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+        buf.drain(..line_end + 2);
+        if body.len() + size > MAX_BODY {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        while buf.len() < size + 2 {
+            let mut chunk = [0u8; 8192];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! State shared by every request, and config reload.
+//!
+//! The configuration is swapped whole (`ArcSwap`); a request takes one snapshot at its
+//! start and uses it throughout. The session store, metrics and rate-limit windows live
+//! outside the configuration so that a reload never logs anyone out.
+
+use crate::auth::ratelimit::FailureLimiter;
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::session::store::{Clock, MemoryStore, SystemClock};
+use crate::tls::CertResolver;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: ArcSwap<Config>,
+    pub store: Arc<MemoryStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub limiter: ArcSwap<FailureLimiter>,
+    pub rng: ring::rand::SystemRandom,
+    pub cert: Option<Arc<CertResolver>>,
+    request_ids: RequestIds,
+}
+
+impl Shared {
+    pub fn new(config: Config, metrics: Metrics) -> Self {
+        let max = config.session.as_ref().map_or(1, |s| s.max_sessions);
+        let (limit, window) = config.auth.login_attempts;
+        let cert = config.tls.as_ref().map(|t| Arc::new(CertResolver::new(&t.chain)));
+        let shared = Self {
+            store: Arc::new(MemoryStore::new(max)),
+            clock: Arc::new(SystemClock),
+            metrics,
+            limiter: ArcSwap::from_pointee(FailureLimiter::new(limit, window)),
+            rng: ring::rand::SystemRandom::new(),
+            cert,
+            request_ids: RequestIds::new(),
+            config: ArcSwap::from_pointee(config),
+        };
+        shared.publish_health();
+        shared
+    }
+
+    pub fn next_request_id(&self) -> String {
+        self.request_ids.next()
+    }
+
+    /// Load the config file again and swap it in. On any error the old configuration
+    /// keeps serving and the error is returned for the log.
+    pub fn reload(&self) -> Result<(), config::ConfigError> {
+        let old = self.config.load_full();
+        let new = config::load(&old.path)?;
+        if new.http != old.http
+            || new.tls.as_ref().map(|t| &t.https) != old.tls.as_ref().map(|t| &t.https)
+            || new.admin.listen != old.admin.listen
+            || new.threads != old.threads
+        {
+            tracing::warn!("listener addresses and threads change only on restart; keeping the old ones");
+        }
+        for u in &new.upstreams {
+            if let Some(o) = old.upstreams.iter().find(|o| o.name == u.name) {
+                u.inherit_health(o);
+            }
+        }
+        if let (Some(resolver), Some(tls)) = (&self.cert, &new.tls) {
+            resolver.replace(&tls.chain);
+        }
+        let (limit, window) = new.auth.login_attempts;
+        if !self.limiter.load().same_settings(limit, window) {
+            self.limiter.store(Arc::new(FailureLimiter::new(limit, window)));
+        }
+        self.metrics.upstream_healthy.reset();
+        self.config.store(Arc::new(new));
+        self.publish_health();
+        Ok(())
+    }
+
+    /// Mirror every target's health into `portcullis_upstream_healthy`.
+    pub fn publish_health(&self) {
+        let cfg = self.config.load();
+        for u in &cfg.upstreams {
+            for t in &u.targets {
+                self.metrics
+                    .upstream_healthy
+                    .with_label_values(&[&u.name, &t.label])
+                    .set(i64::from(t.is_healthy()));
+            }
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique without a syscall per
+/// request; ids identify requests in logs and are not secrets.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use ring::rand::SecureRandom;
+        let mut p = [0u8; 6];
+        // Without randomness the prefix falls back to the pid: still unique per host.
+        let prefix = match ring::rand::SystemRandom::new().fill(&mut p) {
+            Ok(()) => p.iter().map(|b| format!("{b:02x}")).collect(),
+            Err(_) => format!("{:012x}", std::process::id()),
+        };
+        Self { prefix, counter: AtomicU64::new(0) }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:08x}", self.prefix)
+    }
+}

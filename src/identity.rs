@@ -1,0 +1,162 @@
+//! The headers the gateway owns: stripped from every client request, then set from verified
+//! state only (design.md steps 5 and 9).
+//!
+//! A header is owned when its name, lower-cased with `_` and `.` read as `-`, equals an owned
+//! name: WSGI/CGI servers fold `X_Forwarded_User` and `X-Forwarded-User` to the same
+//! variable, so a client must not be able to smuggle an identity through another spelling.
+
+use pingora::http::RequestHeader;
+
+/// The forwarding headers the gateway always sets itself.
+const FORWARDING: [&str; 6] =
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "forwarded", "x-real-ip"];
+
+/// A verified identity, from a session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub user: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Names of the identity headers and every header a client may not send.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: http::HeaderName,
+    pub email: http::HeaderName,
+    pub groups: http::HeaderName,
+    /// Folded (lower-case, `-`) names stripped from every request.
+    owned: Vec<String>,
+}
+
+/// Lower-case, with `_` and `.` read as `-`.
+pub fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' | b'.' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+fn folds_to(name: &[u8], owned: &[u8]) -> bool {
+    name.len() == owned.len()
+        && name.iter().zip(owned).all(|(&a, &b)| {
+            let a = match a {
+                b'_' | b'.' => b'-',
+                a => a.to_ascii_lowercase(),
+            };
+            a == b
+        })
+}
+
+impl IdentityHeaders {
+    pub fn new<'a>(
+        user: &str,
+        email: &str,
+        groups: &str,
+        strip: impl Iterator<Item = &'a str>,
+    ) -> Result<Self, String> {
+        let parse = |n: &str| {
+            http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a valid header name"))
+        };
+        let mut owned: Vec<String> = [user, email, groups].iter().map(|n| fold(n)).collect();
+        owned.extend(strip.map(fold));
+        owned.extend(FORWARDING.iter().map(|n| n.to_string()));
+        owned.sort();
+        owned.dedup();
+        Ok(Self { user: parse(user)?, email: parse(email)?, groups: parse(groups)?, owned })
+    }
+
+    /// Is this header name (any spelling) one the gateway owns?
+    pub fn is_owned(&self, name: &str) -> bool {
+        self.owned.iter().any(|o| folds_to(name.as_bytes(), o.as_bytes()))
+    }
+
+    /// Remove every owned header from a client request; returns how many were removed so the
+    /// caller can trace it. Also drops `Connection` options naming headers: a client could
+    /// otherwise ask a downstream hop to delete the identity headers we inject.
+    pub fn strip(&self, req: &mut RequestHeader) -> usize {
+        let doomed: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| self.is_owned(n.as_str()))
+            .cloned()
+            .collect();
+        for n in &doomed {
+            req.remove_header(n);
+        }
+        let conn = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| matches!(t.as_str(), "close" | "keep-alive" | "upgrade"))
+            .collect::<Vec<_>>();
+        if req.headers.contains_key(http::header::CONNECTION) {
+            req.remove_header(&http::header::CONNECTION);
+            if !conn.is_empty() {
+                let _ = req.insert_header(http::header::CONNECTION, conn.join(", "));
+            }
+        }
+        doomed.len()
+    }
+
+    /// Set the identity headers for a verified identity.
+    pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+        req.insert_header(self.user.clone(), &id.user)?;
+        if !id.email.is_empty() {
+            req.insert_header(self.email.clone(), &id.email)?;
+        }
+        if !id.groups.is_empty() {
+            req.insert_header(self.groups.clone(), id.groups.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> IdentityHeaders {
+        IdentityHeaders::new("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", ["Remote-User"].into_iter())
+            .unwrap()
+    }
+
+    #[test]
+    fn every_spelling_is_stripped() {
+        let h = headers();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in [
+            "X-Forwarded-User",
+            "x_forwarded_email",
+            "X.Forwarded.Groups",
+            "REMOTE_USER",
+            "X-Forwarded-For",
+            "x_forwarded_host",
+            "X-Request-Id",
+            "Forwarded",
+        ] {
+            req.append_header(n.to_string(), "spoof").unwrap();
+        }
+        req.append_header("Accept", "*/*").unwrap();
+        req.append_header("Connection", "keep-alive, X-Forwarded-User").unwrap();
+        assert_eq!(h.strip(&mut req), 8);
+        assert_eq!(req.headers.len(), 2);
+        assert_eq!(req.headers.get("connection").unwrap(), "keep-alive");
+        assert!(req.headers.get("accept").is_some());
+    }
+
+    #[test]
+    fn similar_names_are_kept() {
+        let h = headers();
+        assert!(!h.is_owned("X-Forwarded-Users"));
+        assert!(!h.is_owned("X-Forwarded-Use"));
+        assert!(h.is_owned("x-forwarded-user"));
+    }
+}

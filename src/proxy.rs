@@ -1,0 +1,436 @@
+//! The `ProxyHttp` implementation. Each phase reads like the request path in design.md;
+//! the work of each step lives in its own module.
+
+use crate::config::{Access, Config, RouteConfig};
+use crate::gateway::Shared;
+use crate::hygiene;
+use crate::identity::Identity;
+use crate::metrics::method_label;
+use crate::respond::Reply;
+use crate::router::{self, canonical_host};
+use crate::session::{self, Lookup};
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    pub request_id: String,
+    pub config: Arc<Config>,
+    pub tls: bool,
+    /// Host as sent (for X-Forwarded-Host and origins), and canonical (for routing).
+    pub host_raw: Option<String>,
+    pub host: Option<String>,
+    /// Normalized path, without query.
+    pub path: String,
+    pub query: Option<String>,
+    pub route: Option<Arc<RouteConfig>>,
+    pub route_label: String,
+    pub identity: Option<Arc<Identity>>,
+    pub target: Option<String>,
+    upstream_start: Option<Instant>,
+}
+
+impl RequestCtx {
+    pub fn user(&self) -> &str {
+        self.identity.as_ref().map_or("", |i| i.user.as_str())
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The origin this request was addressed to (`https://host[:port]`).
+    pub fn own_origin(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host_raw.as_deref().unwrap_or("").to_ascii_lowercase())
+    }
+}
+
+pub fn client_ip(session: &Session) -> String {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string())
+}
+
+impl Gateway {
+    /// Write a gateway-generated reply with the headers every response gets.
+    pub async fn reply(&self, session: &mut Session, ctx: &RequestCtx, reply: Reply, close: bool) -> pingora::Result<bool> {
+        let mut reply = reply.header("x-request-id", ctx.request_id.clone());
+        if let Some(h) = self.hsts(ctx) {
+            reply = reply.header("strict-transport-security", h);
+        }
+        reply.send(session, close).await?;
+        Ok(true)
+    }
+
+    fn hsts(&self, ctx: &RequestCtx) -> Option<String> {
+        let tls = ctx.config.tls.as_ref()?;
+        let age = tls.hsts?;
+        ctx.tls.then(|| format!("max-age={}", age.as_secs()))
+    }
+
+    /// Where a plain-HTTP request is sent when the gateway has TLS.
+    fn https_location(&self, ctx: &RequestCtx, raw_path: &str) -> Option<String> {
+        let tls = ctx.config.tls.as_ref()?;
+        let host = ctx.host.as_deref()?;
+        let port = tls.https.first().map_or(443, |a| a.port());
+        let authority = if port == 443 { host.to_string() } else { format!("{host}:{port}") };
+        Some(format!("https://{authority}{raw_path}"))
+    }
+
+    fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, client: &str) {
+        if let Some(l) = lookup.metric_label() {
+            self.shared.metrics.session_lookups.with_label_values(&[l]).inc();
+        }
+        match lookup {
+            Lookup::Invalid(r) => tracing::info!(request_id = %ctx.request_id, client, reason = r.as_str(), "session cookie rejected"),
+            Lookup::Expired(e) => tracing::info!(request_id = %ctx.request_id, client, reason = ?e, "session expired"),
+            Lookup::Miss => tracing::info!(request_id = %ctx.request_id, client, reason = "unknown or revoked", "session cookie rejected"),
+            _ => {}
+        }
+    }
+
+    /// Look up the request's session. Store failures surface as `Err` (answered 503:
+    /// a protected route is never let through on a broken store).
+    pub fn load_session(&self, session: &Session, ctx: &RequestCtx) -> Result<Lookup, ()> {
+        let Some(scfg) = ctx.config.session.as_ref() else { return Ok(Lookup::None) };
+        let cookies = session.req_header().headers.get_all(http::header::COOKIE).iter().map(|v| v.as_bytes());
+        match session::lookup(scfg, self.shared.store.as_ref(), self.shared.clock.as_ref(), cookies) {
+            Ok(l) => {
+                self.count_lookup(&l, ctx, &client_ip(session));
+                Ok(l)
+            }
+            Err(e) => {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "session store failed");
+                Err(())
+            }
+        }
+    }
+
+    /// design.md step 7: no session → 302 to login (browser navigation) or 401.
+    fn login_required(&self, session: &Session, ctx: &RequestCtx) -> Reply {
+        let req = session.req_header();
+        let navigation = matches!(req.method, http::Method::GET | http::Method::HEAD)
+            && req
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+        if navigation {
+            let mut rd = ctx.path.clone();
+            if let Some(q) = &ctx.query {
+                rd.push('?');
+                rd.push_str(q);
+            }
+            let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+            Reply::redirect(302, &format!("{}/login?rd={rd}", ctx.config.auth.prefix))
+        } else {
+            Reply::error(401, "unauthenticated", "a session is required: log in first")
+                .header("www-authenticate", "Cookie realm=\"portcullis\"")
+        }
+    }
+}
+
+fn allowed(route: &RouteConfig, id: &Identity) -> bool {
+    if route.allow_users.is_empty() && route.allow_groups.is_empty() {
+        return true;
+    }
+    route.allow_users.iter().any(|u| *u == id.user) || route.allow_groups.iter().any(|g| id.groups.contains(g))
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            request_id: self.shared.next_request_id(),
+            config: self.shared.config.load_full(),
+            tls: false,
+            host_raw: None,
+            host: None,
+            path: String::new(),
+            query: None,
+            route: None,
+            route_label: "none".into(),
+            identity: None,
+            target: None,
+            upstream_start: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        // Step 2: refuse malformed requests.
+        if let Err(r) = hygiene::check(session.req_header(), session.is_http2()) {
+            return self.reply(session, ctx, Reply::error(r.status, r.code, r.message), r.close).await;
+        }
+        let req = session.req_header();
+        ctx.host_raw = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .map(str::to_string);
+        ctx.host = ctx.host_raw.as_deref().and_then(canonical_host);
+        let Ok(raw) = std::str::from_utf8(req.raw_path()) else {
+            return self.reply(session, ctx, Reply::error(400, "bad_path", "path is not UTF-8"), true).await;
+        };
+        let raw = raw.to_string();
+        let (raw_path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (raw.as_str(), None),
+        };
+
+        // Step 1 (redirect half): plain HTTP only redirects when TLS is on.
+        if ctx.config.tls.is_some() && !ctx.tls {
+            ctx.route_label = "https_redirect".into();
+            return match self.https_location(ctx, &raw) {
+                Some(loc) if raw.starts_with('/') => self.reply(session, ctx, Reply::redirect(308, &loc), false).await,
+                _ => self.reply(session, ctx, Reply::error(400, "bad_request", "cannot redirect this request"), true).await,
+            };
+        }
+
+        // Step 3: normalize once; routing and the upstream both use the result.
+        ctx.path = match crate::pathnorm::normalize(raw_path) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.reply(session, ctx, Reply::error(400, "bad_path", &e.to_string()), false).await;
+            }
+        };
+        ctx.query = query;
+
+        // The gateway's own endpoints.
+        let prefix = ctx.config.auth.prefix.clone();
+        if let Some(sub) = ctx.path.strip_prefix(prefix.as_str()).filter(|s| s.is_empty() || s.starts_with('/')) {
+            ctx.route_label = "auth".into();
+            let sub = sub.to_string();
+            let reply = crate::auth::endpoints::handle(self, session, ctx, &sub).await?;
+            return self.reply(session, ctx, reply, false).await;
+        }
+
+        // Step 4: route.
+        let Some(route) = ctx.config.routes.find(ctx.host.as_deref(), &ctx.path).cloned() else {
+            return self.reply(session, ctx, Reply::error(404, "no_route", "no route for this host and path"), false).await;
+        };
+        ctx.route_label = route.name.clone();
+
+        // Step 6: session.
+        let lookup = match self.load_session(session, ctx) {
+            Ok(l) => l,
+            Err(()) => {
+                if route.access == Access::Authenticated {
+                    return self
+                        .reply(session, ctx, Reply::error(503, "session_store_unavailable", "try again shortly"), false)
+                        .await;
+                }
+                Lookup::None
+            }
+        };
+        if let Lookup::Hit(s) = &lookup {
+            ctx.identity = Some(s.record.identity.clone());
+        }
+
+        // Step 7: policy.
+        if route.access == Access::Authenticated {
+            match &ctx.identity {
+                None => {
+                    let r = self.login_required(session, ctx);
+                    return self.reply(session, ctx, r, false).await;
+                }
+                Some(id) if !allowed(&route, id) => {
+                    tracing::info!(request_id = %ctx.request_id, user = %id.user, route = %route.name, "access denied by route policy");
+                    return self.reply(session, ctx, Reply::error(403, "forbidden", "your account may not use this route"), false).await;
+                }
+                Some(_) => {}
+            }
+        }
+
+        // Step 8: CSRF on state-changing requests that carry a session.
+        if ctx.identity.is_some() && !crate::csrf::is_safe_method(&session.req_header().method) {
+            if let Some(why) = crate::csrf::cross_site(&session.req_header().headers, &ctx.own_origin()) {
+                tracing::warn!(request_id = %ctx.request_id, user = %ctx.user(), reason = why, "cross-site request refused");
+                return self.reply(session, ctx, Reply::error(403, "cross_site", "cross-site request refused"), false).await;
+            }
+        }
+        ctx.route = Some(route);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let up = &route.upstream;
+        let target = up.select().ok_or_else(|| {
+            self.shared.metrics.upstream_errors.with_label_values(&[&up.name, "no_healthy_target"]).inc();
+            Error::explain(ErrorType::HTTPStatus(502), "no healthy target")
+        })?;
+        ctx.target = Some(target.label.clone());
+        ctx.upstream_start = Some(Instant::now());
+        let mut peer = HttpPeer::new(target.addr, false, String::new());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        peer.options.write_timeout = Some(up.read_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let cfg = ctx.config.clone();
+        // Step 5: nothing the gateway owns survives from the client.
+        let stripped = cfg.identity.strip(req);
+        if stripped > 0 {
+            tracing::debug!(request_id = %ctx.request_id, stripped, "removed client-sent gateway headers");
+        }
+        if let Some(scfg) = &cfg.session {
+            let cookies: Vec<String> = req
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect();
+            if !cookies.is_empty() {
+                req.remove_header(&http::header::COOKIE);
+                if let Some(rest) = session::cookie::without(&cookies.join("; "), &scfg.cookie_name) {
+                    req.insert_header(http::header::COOKIE, rest)?;
+                }
+            }
+        }
+        // Step 9: verified identity and the gateway's own forwarding headers.
+        if let Some(id) = &ctx.identity {
+            cfg.identity.inject(req, id)?;
+        }
+        req.insert_header("x-forwarded-for", client_ip(session))?;
+        req.insert_header("x-forwarded-proto", ctx.scheme())?;
+        if let Some(h) = &ctx.host_raw {
+            req.insert_header("x-forwarded-host", h.as_str())?;
+            if !req.headers.contains_key(http::header::HOST) {
+                req.insert_header(http::header::HOST, h.as_str())?;
+            }
+        }
+        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // Step 3: the upstream receives exactly the path that was authorized.
+        if let Some(route) = &ctx.route {
+            let path = if route.strip_prefix { router::strip_prefix(&route.prefix, &ctx.path) } else { ctx.path.as_str().into() };
+            let target = match &ctx.query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            let uri: http::Uri = target
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "request target not representable"))?;
+            req.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        // Step 10: an upstream must not set or clear the gateway's cookie.
+        if let Some(scfg) = &ctx.config.session {
+            let cookies: Vec<http::HeaderValue> = resp.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+            let prefix = format!("{}=", scfg.cookie_name);
+            if cookies.iter().any(|c| c.as_bytes().trim_ascii_start().starts_with(prefix.as_bytes())) {
+                resp.remove_header(&http::header::SET_COOKIE);
+                for c in cookies {
+                    if c.as_bytes().trim_ascii_start().starts_with(prefix.as_bytes()) {
+                        tracing::warn!(request_id = %ctx.request_id, route = %ctx.route_label, "dropped upstream Set-Cookie for the gateway's cookie");
+                    } else {
+                        resp.append_header(http::header::SET_COOKIE, c)?;
+                    }
+                }
+            }
+        }
+        if let Some(h) = self.hsts(ctx) {
+            resp.insert_header("strict-transport-security", h)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let upstream = ctx.route.as_ref().map(|r| r.upstream.name.clone());
+        let (code, kind) = match e.etype() {
+            ErrorType::HTTPStatus(c) => (*c, "status"),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                (504, "timeout")
+            }
+            ErrorType::ConnectTimedout => (504, "timeout"),
+            ErrorType::ConnectRefused => (502, "connect_refused"),
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "upstream"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "downstream"),
+                    _ => (400, "downstream"),
+                },
+                _ => (500, "internal"),
+            },
+        };
+        if let Some(u) = &upstream {
+            if code == 502 || code == 504 {
+                self.shared.metrics.upstream_errors.with_label_values(&[u, kind]).inc();
+            }
+        }
+        if code > 0 {
+            let reply = match code {
+                502 => Reply::error(502, "bad_gateway", "the upstream could not be reached"),
+                504 => Reply::error(504, "gateway_timeout", "the upstream did not answer in time"),
+                400 => Reply::error(400, "bad_request", "malformed request"),
+                c => Reply::error(c, "error", "request failed"),
+            };
+            if let Err(err) = self.reply(session, ctx, reply, true).await {
+                tracing::debug!(error = %err, "could not send error response");
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let m = &self.shared.metrics;
+        let method = method_label(&session.req_header().method);
+        m.requests.with_label_values(&[&ctx.route_label, method, &status.to_string()]).inc();
+        m.request_duration.with_label_values(&[&ctx.route_label]).observe(elapsed.as_secs_f64());
+        if let (Some(start), Some(route)) = (ctx.upstream_start, &ctx.route) {
+            m.upstream_duration.with_label_values(&[&route.upstream.name]).observe(start.elapsed().as_secs_f64());
+        }
+        let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name.as_str());
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %ctx.request_id,
+            client = %client_ip(session),
+            method = %session.req_header().method,
+            host = ctx.host.as_deref().unwrap_or(""),
+            path = %ctx.path,
+            route = %ctx.route_label,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream,
+            target = ctx.target.as_deref().unwrap_or(""),
+            user = ctx.user(),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Assembling and running the pingora server: the public proxy listeners, the admin
+//! listener and the background tasks (health checks, session upkeep, reload on SIGHUP).
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::gateway::Shared;
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use crate::session::persist;
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+/// Seconds a graceful shutdown lets in-flight requests run before the runtime stops.
+/// pingora's default is five minutes, far longer than an operator expects from SIGTERM.
+const GRACE_SECONDS: u64 = 3;
+const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Refuse to start when an address cannot be bound, with a clear message, instead of
+/// letting a listener fail later inside pingora.
+fn check_bindable(addrs: &[SocketAddr]) -> Result<(), ServeError> {
+    for &addr in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+    }
+    Ok(())
+}
+
+pub fn build_shared(config: Config) -> Result<Arc<Shared>, ServeError> {
+    let shared = Arc::new(Shared::new(config, Metrics::new()?));
+    let cfg = shared.config.load();
+    if let Some(scfg) = &cfg.session {
+        if let Some(path) = &scfg.persist_file {
+            match persist::load(&shared.store, &scfg.keys, path) {
+                Ok(n) => tracing::info!(sessions = n, file = %path.display(), "restored sessions from snapshot"),
+                Err(e) => tracing::error!(error = %e, "session snapshot not restored"),
+            }
+        }
+    }
+    Ok(shared)
+}
+
+/// Serve until a shutdown signal. Blocks.
+pub fn serve(shared: Arc<Shared>) -> Result<(), ServeError> {
+    let cfg = shared.config.load_full();
+    let mut addrs = cfg.http.clone();
+    if let Some(t) = &cfg.tls {
+        addrs.extend(&t.https);
+    }
+    addrs.push(cfg.admin.listen);
+    check_bindable(&addrs)?;
+
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(GRACE_SECONDS),
+        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway { shared: shared.clone() });
+    for a in &cfg.http {
+        proxy.add_tcp(&a.to_string());
+    }
+    if let (Some(t), Some(resolver)) = (&cfg.tls, &shared.cert) {
+        for a in &t.https {
+            // Paths stay empty: the resolver supplies the certificate that config
+            // validation already loaded and checked.
+            let mut tls = match TlsSettings::intermediate("", "") {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS settings");
+                    continue;
+                }
+            };
+            tls.set_cert_resolver(resolver.clone());
+            tls.enable_h2();
+            proxy.add_tls_with_settings(&a.to_string(), None, tls);
+        }
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new("admin".to_string(), HttpServer::new_app(Admin { shared: shared.clone() }));
+    admin.add_tcp(&cfg.admin.listen.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service("health checks", HealthChecks { shared: shared.clone() }));
+    server.add_service(background_service("session upkeep", SessionUpkeep { shared: shared.clone() }));
+    server.add_service(background_service("reload", Reloader { shared: shared.clone() }));
+
+    tracing::info!(
+        http = ?cfg.http,
+        https = ?cfg.tls.as_ref().map(|t| &t.https),
+        admin = %cfg.admin.listen,
+        routes = cfg.routes.len(),
+        "portcullis serving"
+    );
+    server.run(RunArgs { shutdown_signal: Box::new(Signals) });
+    Ok(())
+}
+
+/// SIGTERM and SIGINT both shut down gracefully: in-flight requests finish.
+struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: graceful shutdown"),
+            _ = int.recv() => tracing::info!("SIGINT: graceful shutdown"),
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+struct HealthChecks {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last: std::collections::HashMap<String, std::time::Instant> = Default::default();
+        loop {
+            let cfg = self.shared.config.load_full();
+            for u in &cfg.upstreams {
+                let Some(hc) = &u.health_check else { continue };
+                if last.get(&u.name).is_some_and(|t| t.elapsed() < hc.interval) {
+                    continue;
+                }
+                last.insert(u.name.clone(), std::time::Instant::now());
+                for (target, healthy) in u.check_all().await {
+                    if healthy {
+                        tracing::info!(upstream = %u.name, target = %target, "target is healthy again");
+                    } else {
+                        tracing::warn!(upstream = %u.name, target = %target, "target failed its health check; out of rotation");
+                    }
+                }
+            }
+            self.shared.publish_health();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+}
+
+struct SessionUpkeep {
+    shared: Arc<Shared>,
+}
+
+impl SessionUpkeep {
+    fn snapshot(&self) {
+        let cfg = self.shared.config.load();
+        let Some(scfg) = &cfg.session else { return };
+        let Some(path) = &scfg.persist_file else { return };
+        match persist::save(&self.shared.store, &scfg.keys, path) {
+            Ok(n) => tracing::info!(sessions = n, file = %path.display(), "session snapshot written"),
+            Err(e) => tracing::error!(error = %e, "session snapshot failed"),
+        }
+    }
+
+    fn sweep(&self) {
+        let cfg = self.shared.config.load();
+        let Some(scfg) = &cfg.session else { return };
+        let n = self.shared.store.sweep(
+            self.shared.clock.now_ms(),
+            scfg.idle_timeout.as_millis() as u64,
+            scfg.absolute_timeout.as_millis() as u64,
+        );
+        if n > 0 {
+            tracing::debug!(removed = n, "expired sessions swept");
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SessionUpkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut snap = tokio::time::interval(SNAPSHOT_EVERY);
+        snap.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    self.sweep();
+                    self.snapshot();
+                    return;
+                }
+                _ = sweep.tick() => self.sweep(),
+                _ = snap.tick() => self.snapshot(),
+            }
+        }
+    }
+}
+
+struct Reloader {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot watch SIGHUP; reload disabled");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hup.recv() => match self.shared.reload() {
+                    Ok(()) => tracing::info!("configuration reloaded"),
+                    Err(e) => tracing::error!(error = %e, "reload failed; still serving the previous configuration"),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Encrypted snapshots of the memory store, so sessions survive a restart.
+//!
+//! Layout: `PCSNAP1\n` ‖ key id (4) ‖ nonce (12) ‖ AES-256-GCM(JSON records). The key id
+//! names the session key whose derived seal key was used, so a snapshot written before a
+//! key rotation still opens while that key is in `keys_file`. A snapshot that does not
+//! open (corrupt, foreign, key removed) is reported and ignored, never trusted.
+
+use super::cookie::StoreKey;
+use super::keys::{KeyRing, KEY_ID_LEN};
+use super::store::{MemoryStore, SessionRecord, SessionStore};
+use crate::identity::Identity;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::aead;
+use ring::rand::SecureRandom;
+use std::io::Write;
+use std::path::Path;
+
+const MAGIC: &[u8] = b"PCSNAP1\n";
+const AAD: &[u8] = b"portcullis snapshot v1";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    k: String,
+    id: Identity,
+    c: u64,
+    s: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot read snapshot {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("cannot write snapshot {0}: {1}")]
+    Write(String, std::io::Error),
+    #[error("snapshot {0} is not a portcullis snapshot or is truncated")]
+    Format(String),
+    #[error("snapshot {0} was sealed with a key that is not in keys_file")]
+    UnknownKey(String),
+    #[error("snapshot {0} does not authenticate (corrupt or foreign); ignored")]
+    Corrupt(String),
+    #[error("could not seal snapshot")]
+    Seal,
+}
+
+fn key_for(seal: &[u8; 32]) -> Result<aead::LessSafeKey, SnapshotError> {
+    let k = aead::UnboundKey::new(&aead::AES_256_GCM, seal).map_err(|_| SnapshotError::Seal)?;
+    Ok(aead::LessSafeKey::new(k))
+}
+
+/// Write every live session to `path` atomically (temp file, fsync, rename; mode 0600).
+pub fn save(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, SnapshotError> {
+    let p = path.display().to_string();
+    let entries = store.entries();
+    let records: Vec<Persisted> = entries
+        .iter()
+        .map(|(k, r)| Persisted {
+            k: URL_SAFE_NO_PAD.encode(k.0),
+            id: (*r.identity).clone(),
+            c: r.created_ms,
+            s: r.last_seen_ms(),
+        })
+        .collect();
+    let mut plain = serde_json::to_vec(&records).map_err(|_| SnapshotError::Seal)?;
+    let k = keys.current();
+    let mut nonce = [0u8; 12];
+    ring::rand::SystemRandom::new().fill(&mut nonce).map_err(|_| SnapshotError::Seal)?;
+    key_for(&k.seal)?
+        .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(AAD), &mut plain)
+        .map_err(|_| SnapshotError::Seal)?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&k.id)?;
+        f.write_all(&nonce)?;
+        f.write_all(&plain)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| SnapshotError::Write(p, e))?;
+    Ok(records.len())
+}
+
+/// Load a snapshot into `store`; returns how many sessions were restored. A missing file
+/// is not an error (first start).
+pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, SnapshotError> {
+    let p = path.display().to_string();
+    let mut data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(SnapshotError::Read(p, e)),
+    };
+    let head = MAGIC.len() + KEY_ID_LEN + 12;
+    if data.len() < head + 16 || !data.starts_with(MAGIC) {
+        return Err(SnapshotError::Format(p));
+    }
+    let kid = &data[MAGIC.len()..MAGIC.len() + KEY_ID_LEN];
+    let k = keys.by_id(kid).ok_or_else(|| SnapshotError::UnknownKey(p.clone()))?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&data[MAGIC.len() + KEY_ID_LEN..head]);
+    let body = &mut data[head..];
+    let plain = key_for(&k.seal)?
+        .open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(AAD), body)
+        .map_err(|_| SnapshotError::Corrupt(p.clone()))?;
+    let records: Vec<Persisted> = serde_json::from_slice(plain).map_err(|_| SnapshotError::Corrupt(p.clone()))?;
+    let mut n = 0;
+    for r in records {
+        let mut key = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(r.k.as_bytes(), &mut key) {
+            Ok(32) => {}
+            _ => continue,
+        }
+        // The memory store cannot fail.
+        let _ = store.create(StoreKey(key), SessionRecord::restored(r.id, r.c, r.s));
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::keys::generate_key;
+
+    fn ring() -> KeyRing {
+        let raw = URL_SAFE_NO_PAD.decode(generate_key().unwrap()).unwrap();
+        KeyRing::from_raw_keys(&[raw])
+    }
+
+    #[test]
+    fn round_trip_and_foreign_snapshots() {
+        let dir = std::env::temp_dir().join(format!("pc-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.snap");
+        let keys = ring();
+        let s = MemoryStore::new(100);
+        let id = Identity { user: "alice".into(), email: "a@x".into(), groups: vec!["g".into()] };
+        s.create(StoreKey([3; 32]), SessionRecord::new(id.clone(), 42)).unwrap();
+        assert_eq!(save(&s, &keys, &path).unwrap(), 1);
+        let s2 = MemoryStore::new(100);
+        assert_eq!(load(&s2, &keys, &path).unwrap(), 1);
+        let r = s2.load(&StoreKey([3; 32])).unwrap().unwrap();
+        assert_eq!(*r.identity, id);
+        assert_eq!(r.created_ms, 42);
+        // Another gateway's keys: refused.
+        assert!(matches!(load(&MemoryStore::new(1), &ring(), &path), Err(SnapshotError::UnknownKey(_))));
+        // A flipped byte: refused.
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        std::fs::write(&path, &data).unwrap();
+        assert!(matches!(load(&MemoryStore::new(1), &keys, &path), Err(SnapshotError::Corrupt(_))));
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(load(&MemoryStore::new(1), &keys, &path), Err(SnapshotError::Format(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
