@@ -16,14 +16,18 @@ pub struct Admin {
 
 fn respond(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let len = r.body().len();
     let h = r.headers_mut();
     if let Ok(v) = http::HeaderValue::from_str(ctype) {
         h.insert(http::header::CONTENT_TYPE, v);
     }
     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
-    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     r
 }
 
@@ -41,7 +45,10 @@ impl Admin {
         }
         for r in cfg.routes.iter() {
             if !r.upstream.any_healthy() {
-                reasons.push(format!("route {}: upstream {} has no healthy target", r.name, r.upstream.name));
+                reasons.push(format!(
+                    "route {}: upstream {} has no healthy target",
+                    r.name, r.upstream.name
+                ));
             }
         }
         reasons
@@ -50,7 +57,10 @@ impl Admin {
     fn revoke(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
         let cfg = self.shared.config.load();
         let Some(token) = &cfg.admin.token else {
-            return json(403, serde_json::json!({"error": "admin_writes_disabled", "message": "set [admin] token_file to enable admin writes"}));
+            return json(
+                403,
+                serde_json::json!({"error": "admin_writes_disabled", "message": "set [admin] token_file to enable admin writes"}),
+            );
         };
         let presented = req
             .headers
@@ -60,21 +70,31 @@ impl Admin {
             .unwrap_or("");
         if !token.matches(presented.as_bytes()) {
             tracing::warn!("admin request with a missing or wrong bearer token");
-            return json(401, serde_json::json!({"error": "unauthorized", "message": "bearer token required"}));
+            return json(
+                401,
+                serde_json::json!({"error": "unauthorized", "message": "bearer token required"}),
+            );
         }
-        let user = req
-            .uri
-            .query()
-            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "user").map(|(_, v)| v.into_owned()));
+        let user = req.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "user")
+                .map(|(_, v)| v.into_owned())
+        });
         let Some(user) = user.filter(|u| !u.is_empty()) else {
-            return json(400, serde_json::json!({"error": "bad_request", "message": "name the user: ?user=NAME"}));
+            return json(
+                400,
+                serde_json::json!({"error": "bad_request", "message": "name the user: ?user=NAME"}),
+            );
         };
         match self.shared.store.delete_user(&user) {
             Ok(n) => {
                 tracing::info!(user = %user, revoked = n, "revoked all sessions of user");
                 json(200, serde_json::json!({"user": user, "revoked": n}))
             }
-            Err(e) => json(503, serde_json::json!({"error": "session_store_unavailable", "message": e.to_string()})),
+            Err(e) => json(
+                503,
+                serde_json::json!({"error": "session_store_unavailable", "message": e.to_string()}),
+            ),
         }
     }
 }
@@ -85,7 +105,9 @@ impl ServeHttp for Admin {
         let req = session.req_header();
         let path = req.uri.path();
         match (&req.method, path) {
-            (&http::Method::GET | &http::Method::HEAD, "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
+            (&http::Method::GET | &http::Method::HEAD, "/healthz") => {
+                respond(200, "text/plain", b"ok\n".to_vec())
+            }
             (&http::Method::GET | &http::Method::HEAD, "/readyz") => {
                 let reasons = self.not_ready();
                 if reasons.is_empty() {
@@ -95,8 +117,15 @@ impl ServeHttp for Admin {
                 }
             }
             (&http::Method::GET | &http::Method::HEAD, "/metrics") => {
-                self.shared.metrics.sessions_active.set(self.shared.store.count() as i64);
-                respond(200, "text/plain; version=0.0.4; charset=utf-8", self.shared.metrics.render())
+                self.shared
+                    .metrics
+                    .sessions_active
+                    .set(self.shared.store.count() as i64);
+                respond(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.shared.metrics.render(),
+                )
             }
             (&http::Method::DELETE, "/sessions") => {
                 let req = req.clone();

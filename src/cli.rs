@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "portcullis", version, about = "A reverse-proxy session gateway")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A reverse-proxy session gateway"
+)]
 pub struct Cli {
     /// Log format for stderr.
     #[arg(long, value_enum, default_value = "json", global = true)]
@@ -54,7 +58,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("gateway.toml") });
+    let command = cli.command.unwrap_or(Command::Run {
+        config: PathBuf::from("gateway.toml"),
+    });
     match command {
         Command::GenKey => match crate::session::keys::generate_key() {
             Ok(k) => {

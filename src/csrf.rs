@@ -7,7 +7,10 @@
 use http::HeaderMap;
 
 pub fn is_safe_method(m: &http::Method) -> bool {
-    matches!(*m, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
+    matches!(
+        *m,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
 }
 
 /// Why a request is considered cross-site, if it is.
@@ -46,8 +49,14 @@ mod tests {
     fn decisions() {
         let own = "https://app.example.com";
         assert_eq!(cross_site(&h(&[]), own), None);
-        assert_eq!(cross_site(&h(&[("origin", "https://app.example.com")]), own), None);
-        assert_eq!(cross_site(&h(&[("sec-fetch-site", "same-origin")]), own), None);
+        assert_eq!(
+            cross_site(&h(&[("origin", "https://app.example.com")]), own),
+            None
+        );
+        assert_eq!(
+            cross_site(&h(&[("sec-fetch-site", "same-origin")]), own),
+            None
+        );
         assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")]), own).is_some());
         assert!(cross_site(&h(&[("origin", "https://evil.com")]), own).is_some());
         assert!(cross_site(&h(&[("origin", "null")]), own).is_some());

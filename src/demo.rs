@@ -3,7 +3,9 @@
 //! and a `demo` user gets a random password that is printed once.
 
 use crate::auth::users::{hash_password, Users};
-use crate::config::{Access, AdminConfig, AuthConfig, Config, RouteConfig, SameSite, SessionConfig, TlsConfig};
+use crate::config::{
+    Access, AdminConfig, AuthConfig, Config, RouteConfig, SameSite, SessionConfig, TlsConfig,
+};
 use crate::identity::{Identity, IdentityHeaders};
 use crate::router::RouteTable;
 use crate::session::keys::KeyRing;
@@ -31,19 +33,28 @@ pub struct Demo {
 
 fn random(n: usize) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; n];
-    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| "no randomness available".to_string())?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "no randomness available".to_string())?;
     Ok(b)
 }
 
 /// Start the echo upstream on a free port in a thread of its own.
 fn start_echo() -> Result<SocketAddr, String> {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("echo upstream: {e}"))?;
-    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let std_listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("echo upstream: {e}"))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
     let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("echo".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => return tracing::error!(error = %e, "echo runtime"),
             };
@@ -66,7 +77,11 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
     let echo = start_echo()?;
     let password = URL_SAFE_NO_PAD.encode(random(12)?);
     let users = Users::from_identities(vec![(
-        Identity { user: "demo".into(), email: "demo@example.com".into(), groups: vec!["demo".into()] },
+        Identity {
+            user: "demo".into(),
+            email: "demo@example.com".into(),
+            groups: vec!["demo".into()],
+        },
         hash_password(&password)?,
     )])?;
     let chain = CertifiedChain::self_signed(&["localhost", "127.0.0.1"])?;
@@ -74,7 +89,10 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
     let upstream = Arc::new(Upstream::new(
         "echo".into(),
         vec![(echo.to_string(), echo)],
-        Some(HealthCheck { path: "/".into(), interval: Duration::from_secs(5) }),
+        Some(HealthCheck {
+            path: "/".into(),
+            interval: Duration::from_secs(5),
+        }),
         Duration::from_secs(2),
         Duration::from_secs(60),
     ));
@@ -92,8 +110,15 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         path: PathBuf::from("<demo>"),
         http: vec![opts.http],
         threads: 2,
-        tls: Some(TlsConfig { https: vec![opts.https], chain: Arc::new(chain), hsts: Some(Duration::from_secs(365 * 86400)) }),
-        admin: AdminConfig { listen: opts.admin, token: None },
+        tls: Some(TlsConfig {
+            https: vec![opts.https],
+            chain: Arc::new(chain),
+            hsts: Some(Duration::from_secs(365 * 86400)),
+        }),
+        admin: AdminConfig {
+            listen: opts.admin,
+            token: None,
+        },
         session: Some(SessionConfig {
             keys: Arc::new(keys),
             keys_file: PathBuf::from("<generated>"),
@@ -113,9 +138,21 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             after_logout: "/".into(),
             allowed_redirect_hosts: vec![],
         },
-        identity: IdentityHeaders::new("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", std::iter::empty())?,
+        identity: IdentityHeaders::new(
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+            std::iter::empty(),
+        )?,
         upstreams: vec![upstream.clone()],
-        routes: RouteTable::new(vec![route("app", "/", Access::Authenticated), route("public", "/public", Access::Public)]),
+        routes: RouteTable::new(vec![
+            route("app", "/", Access::Authenticated),
+            route("public", "/public", Access::Public),
+        ]),
     };
-    Ok(Demo { config, password, echo })
+    Ok(Demo {
+        config,
+        password,
+        echo,
+    })
 }

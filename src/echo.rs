@@ -30,7 +30,9 @@ pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
 
 /// Run on its own runtime until the process ends.
 pub fn run(listen: SocketAddr, name: String) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let l = TcpListener::bind(listen).await?;
         tracing::info!(listen = %l.local_addr()?, "echo upstream listening");
@@ -46,7 +48,10 @@ struct Request {
 }
 
 fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
-    r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> std::io::Result<()> {
@@ -65,7 +70,12 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
                         headers: r
                             .headers
                             .iter()
-                            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
                             .collect(),
                     };
                     break (req, n);
@@ -89,10 +99,14 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
         buf.drain(..consumed);
 
         // Body: Content-Length or chunked.
-        let body = if header(&req, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let body = if header(&req, "transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
             read_chunked(&mut s, &mut buf).await?
         } else {
-            let len: usize = header(&req, "content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let len: usize = header(&req, "content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             if len > MAX_BODY {
                 return Ok(());
             }
@@ -127,7 +141,11 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
             tokio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
         }
         let path = req.target.split('?').next().unwrap_or("");
-        let status: u16 = path.strip_prefix("/status/").and_then(|c| c.parse().ok()).filter(|c| (200..600).contains(c)).unwrap_or(200);
+        let status: u16 = path
+            .strip_prefix("/status/")
+            .and_then(|c| c.parse().ok())
+            .filter(|c| (200..600).contains(c))
+            .unwrap_or(200);
         let json = serde_json::json!({
             "server": name,
             "peer": peer.to_string(),
@@ -139,7 +157,9 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
             "body": String::from_utf8_lossy(&body),
         });
         let body = json.to_string();
-        let close = header(&req, "connection").is_some_and(|v| v.to_ascii_lowercase().contains("close")) || req.version == 0;
+        let close = header(&req, "connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+            || req.version == 0;
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-echo-server: {name}\r\n",
             http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""),

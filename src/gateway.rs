@@ -29,7 +29,10 @@ impl Shared {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         let max = config.session.as_ref().map_or(1, |s| s.max_sessions);
         let (limit, window) = config.auth.login_attempts;
-        let cert = config.tls.as_ref().map(|t| Arc::new(CertResolver::new(&t.chain)));
+        let cert = config
+            .tls
+            .as_ref()
+            .map(|t| Arc::new(CertResolver::new(&t.chain)));
         let shared = Self {
             store: Arc::new(MemoryStore::new(max)),
             clock: Arc::new(SystemClock),
@@ -58,7 +61,9 @@ impl Shared {
             || new.admin.listen != old.admin.listen
             || new.threads != old.threads
         {
-            tracing::warn!("listener addresses and threads change only on restart; keeping the old ones");
+            tracing::warn!(
+                "listener addresses and threads change only on restart; keeping the old ones"
+            );
         }
         for u in &new.upstreams {
             if let Some(o) = old.upstreams.iter().find(|o| o.name == u.name) {
@@ -70,7 +75,8 @@ impl Shared {
         }
         let (limit, window) = new.auth.login_attempts;
         if !self.limiter.load().same_settings(limit, window) {
-            self.limiter.store(Arc::new(FailureLimiter::new(limit, window)));
+            self.limiter
+                .store(Arc::new(FailureLimiter::new(limit, window)));
         }
         self.metrics.upstream_healthy.reset();
         self.config.store(Arc::new(new));
@@ -109,7 +115,10 @@ impl RequestIds {
             Ok(()) => p.iter().map(|b| format!("{b:02x}")).collect(),
             Err(_) => format!("{:012x}", std::process::id()),
         };
-        Self { prefix, counter: AtomicU64::new(0) }
+        Self {
+            prefix,
+            counter: AtomicU64::new(0),
+        }
     }
 
     fn next(&self) -> String {

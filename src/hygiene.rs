@@ -17,21 +17,36 @@ pub struct Refusal {
 }
 
 const fn refuse(status: u16, code: &'static str, message: &'static str, close: bool) -> Refusal {
-    Refusal { status, code, message, close }
+    Refusal {
+        status,
+        code,
+        message,
+        close,
+    }
 }
 
 /// Check framing, Host and size limits. `h2` requests carry their authority in the URI
 /// and have no message framing headers of their own to get wrong.
 pub fn check(req: &RequestHeader, h2: bool) -> Result<(), Refusal> {
     if req.raw_path().len() > MAX_URI_LEN {
-        return Err(refuse(414, "uri_too_long", "request target too long", false));
+        return Err(refuse(
+            414,
+            "uri_too_long",
+            "request target too long",
+            false,
+        ));
     }
     let mut total = 0;
     for (n, v) in req.headers.iter() {
         total += n.as_str().len() + v.len() + 4;
     }
     if total > MAX_HEADER_BYTES || req.headers.len() > MAX_HEADER_COUNT {
-        return Err(refuse(431, "headers_too_large", "request headers too large", true));
+        return Err(refuse(
+            431,
+            "headers_too_large",
+            "request headers too large",
+            true,
+        ));
     }
     let hosts = req.headers.get_all(http::header::HOST).iter().count();
     if hosts > 1 {
@@ -41,33 +56,84 @@ pub fn check(req: &RequestHeader, h2: bool) -> Result<(), Refusal> {
         return Err(refuse(400, "bad_host", "missing Host header", true));
     }
     if let Some(h) = req.headers.get(http::header::HOST) {
-        if h.to_str().ok().and_then(crate::router::canonical_host).is_none() {
+        if h.to_str()
+            .ok()
+            .and_then(crate::router::canonical_host)
+            .is_none()
+        {
             return Err(refuse(400, "bad_host", "invalid Host header", true));
         }
     }
     if h2 {
         return Ok(());
     }
-    let cls: Vec<_> = req.headers.get_all(http::header::CONTENT_LENGTH).iter().collect();
-    let tes: Vec<_> = req.headers.get_all(http::header::TRANSFER_ENCODING).iter().collect();
+    let cls: Vec<_> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    let tes: Vec<_> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
     if !cls.is_empty() && !tes.is_empty() {
-        return Err(refuse(400, "bad_framing", "both Content-Length and Transfer-Encoding", true));
+        return Err(refuse(
+            400,
+            "bad_framing",
+            "both Content-Length and Transfer-Encoding",
+            true,
+        ));
     }
     if cls.len() > 1 {
-        return Err(refuse(400, "bad_framing", "more than one Content-Length", true));
+        return Err(refuse(
+            400,
+            "bad_framing",
+            "more than one Content-Length",
+            true,
+        ));
     }
     if let Some(cl) = cls.first() {
         if cl.is_empty() || !cl.as_bytes().iter().all(u8::is_ascii_digit) || cl.len() > 18 {
             return Err(refuse(400, "bad_framing", "invalid Content-Length", true));
         }
     }
-    if tes.len() > 1 || tes.first().is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"chunked")) {
-        return Err(refuse(400, "bad_framing", "unsupported Transfer-Encoding", true));
+    if tes.len() > 1
+        || tes
+            .first()
+            .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(refuse(
+            400,
+            "bad_framing",
+            "unsupported Transfer-Encoding",
+            true,
+        ));
     }
-    if tes.first().is_some() && req.version != http::Version::HTTP_11 {
-        return Err(refuse(400, "bad_framing", "Transfer-Encoding needs HTTP/1.1", true));
+    if !tes.is_empty() && req.version != http::Version::HTTP_11 {
+        return Err(refuse(
+            400,
+            "bad_framing",
+            "Transfer-Encoding needs HTTP/1.1",
+            true,
+        ));
     }
     Ok(())
+}
+
+/// pingora resolves `Content-Length` + `Transfer-Encoding` as RFC 9112 allows (drops the
+/// length, closes after the response). We refuse such a request outright: it is how request
+/// smuggling starts, and no honest client sends both. Only the raw head still shows it.
+pub fn raw_head_has_both_lengths(raw_head: &[u8]) -> bool {
+    let mut cl = false;
+    let mut te = false;
+    for line in raw_head.split(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+        let name = name.trim_ascii();
+        cl |= name.eq_ignore_ascii_case(b"content-length");
+        te |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    }
+    cl && te
 }
 
 #[cfg(test)]
@@ -83,20 +149,52 @@ mod tests {
     }
 
     #[test]
+    fn raw_heads() {
+        assert!(raw_head_has_both_lengths(b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!raw_head_has_both_lengths(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!raw_head_has_both_lengths(
+            b"POST / HTTP/1.1\r\nX-Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+    }
+
+    #[test]
     fn framing_and_host() {
         assert!(check(&req(&[("host", "a")]), false).is_ok());
         assert_eq!(check(&req(&[]), false).unwrap_err().code, "bad_host");
-        assert_eq!(check(&req(&[("host", "a"), ("host", "b")]), false).unwrap_err().code, "bad_host");
-        assert_eq!(check(&req(&[("host", "a b")]), false).unwrap_err().code, "bad_host");
-        let smuggle = req(&[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert_eq!(
+            check(&req(&[("host", "a"), ("host", "b")]), false)
+                .unwrap_err()
+                .code,
+            "bad_host"
+        );
+        assert_eq!(
+            check(&req(&[("host", "a b")]), false).unwrap_err().code,
+            "bad_host"
+        );
+        let smuggle = req(&[
+            ("host", "a"),
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+        ]);
         assert_eq!(check(&smuggle, false).unwrap_err().code, "bad_framing");
-        let dup = req(&[("host", "a"), ("content-length", "5"), ("content-length", "5")]);
+        let dup = req(&[
+            ("host", "a"),
+            ("content-length", "5"),
+            ("content-length", "5"),
+        ]);
         assert_eq!(check(&dup, false).unwrap_err().code, "bad_framing");
         let te = req(&[("host", "a"), ("transfer-encoding", "gzip, chunked")]);
         assert_eq!(check(&te, false).unwrap_err().code, "bad_framing");
         let neg = req(&[("host", "a"), ("content-length", "-1")]);
         assert_eq!(check(&neg, false).unwrap_err().code, "bad_framing");
         let big = "x".repeat(MAX_HEADER_BYTES);
-        assert_eq!(check(&req(&[("host", "a"), ("x-big", &big)]), false).unwrap_err().status, 431);
+        assert_eq!(
+            check(&req(&[("host", "a"), ("x-big", &big)]), false)
+                .unwrap_err()
+                .status,
+            431
+        );
     }
 }

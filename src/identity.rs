@@ -8,8 +8,14 @@
 use pingora::http::RequestHeader;
 
 /// The forwarding headers the gateway always sets itself.
-const FORWARDING: [&str; 6] =
-    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "forwarded", "x-real-ip"];
+const FORWARDING: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "forwarded",
+    "x-real-ip",
+];
 
 /// A verified identity, from a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -60,19 +66,27 @@ impl IdentityHeaders {
         strip: impl Iterator<Item = &'a str>,
     ) -> Result<Self, String> {
         let parse = |n: &str| {
-            http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a valid header name"))
+            http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("{n:?} is not a valid header name"))
         };
         let mut owned: Vec<String> = [user, email, groups].iter().map(|n| fold(n)).collect();
         owned.extend(strip.map(fold));
         owned.extend(FORWARDING.iter().map(|n| n.to_string()));
         owned.sort();
         owned.dedup();
-        Ok(Self { user: parse(user)?, email: parse(email)?, groups: parse(groups)?, owned })
+        Ok(Self {
+            user: parse(user)?,
+            email: parse(email)?,
+            groups: parse(groups)?,
+            owned,
+        })
     }
 
     /// Is this header name (any spelling) one the gateway owns?
     pub fn is_owned(&self, name: &str) -> bool {
-        self.owned.iter().any(|o| folds_to(name.as_bytes(), o.as_bytes()))
+        self.owned
+            .iter()
+            .any(|o| folds_to(name.as_bytes(), o.as_bytes()))
     }
 
     /// Remove every owned header from a client request; returns how many were removed so the
@@ -124,8 +138,13 @@ mod tests {
     use super::*;
 
     fn headers() -> IdentityHeaders {
-        IdentityHeaders::new("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", ["Remote-User"].into_iter())
-            .unwrap()
+        IdentityHeaders::new(
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+            ["Remote-User"].into_iter(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -145,7 +164,8 @@ mod tests {
             req.append_header(n.to_string(), "spoof").unwrap();
         }
         req.append_header("Accept", "*/*").unwrap();
-        req.append_header("Connection", "keep-alive, X-Forwarded-User").unwrap();
+        req.append_header("Connection", "keep-alive, X-Forwarded-User")
+            .unwrap();
         assert_eq!(h.strip(&mut req), 8);
         assert_eq!(req.headers.len(), 2);
         assert_eq!(req.headers.get("connection").unwrap(), "keep-alive");

@@ -35,7 +35,10 @@ impl Visit for Fields {
     }
     fn record_f64(&mut self, f: &Field, v: f64) {
         let rounded = (v * 1000.0).round() / 1000.0;
-        self.0.insert(f.name().into(), serde_json::Number::from_f64(rounded).map_or(serde_json::Value::Null, Into::into));
+        self.0.insert(
+            f.name().into(),
+            serde_json::Number::from_f64(rounded).map_or(serde_json::Value::Null, Into::into),
+        );
     }
     fn record_bool(&mut self, f: &Field, v: bool) {
         self.0.insert(f.name().into(), v.into());
@@ -47,11 +50,24 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields(serde_json::Map::new());
-        fields.0.insert("time".into(), humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into());
-        fields.0.insert("level".into(), meta.level().as_str().to_ascii_lowercase().into());
+        fields.0.insert(
+            "time".into(),
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                .to_string()
+                .into(),
+        );
+        fields.0.insert(
+            "level".into(),
+            meta.level().as_str().to_ascii_lowercase().into(),
+        );
         fields.0.insert("target".into(), meta.target().into());
         event.record(&mut fields);
         // tracing-log puts the original module in `log.target`; keep the line short.
@@ -72,7 +88,9 @@ where
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_log::LogTracer::init();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.with_target(true).try_init(),

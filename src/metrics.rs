@@ -3,8 +3,8 @@
 //! status codes and fixed result words: never user names, session ids or raw paths.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -25,19 +25,26 @@ pub struct Metrics {
 pub struct MetricsError(#[from] prometheus::Error);
 
 const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("portcullis_requests_total", "Requests answered, by route, method and status code."),
+            Opts::new(
+                "portcullis_requests_total",
+                "Requests answered, by route, method and status code.",
+            ),
             &["route", "method", "code"],
         )?;
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("portcullis_request_duration_seconds", "Time from request to logged response, by route.")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from request to logged response, by route.",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["route"],
         )?;
         let upstream_duration = HistogramVec::new(
@@ -49,27 +56,47 @@ impl Metrics {
             &["upstream"],
         )?;
         let upstream_errors = IntCounterVec::new(
-            Opts::new("portcullis_upstream_errors_total", "Failed exchanges with an upstream, by kind."),
+            Opts::new(
+                "portcullis_upstream_errors_total",
+                "Failed exchanges with an upstream, by kind.",
+            ),
             &["upstream", "kind"],
         )?;
         let upstream_healthy = IntGaugeVec::new(
-            Opts::new("portcullis_upstream_healthy", "1 when a target passes its health check, else 0."),
+            Opts::new(
+                "portcullis_upstream_healthy",
+                "1 when a target passes its health check, else 0.",
+            ),
             &["upstream", "target"],
         )?;
-        let sessions_active = IntGauge::new("portcullis_sessions_active", "Sessions held by the session store.")?;
+        let sessions_active = IntGauge::new(
+            "portcullis_sessions_active",
+            "Sessions held by the session store.",
+        )?;
         let session_lookups = IntCounterVec::new(
-            Opts::new("portcullis_session_lookups_total", "Session cookie lookups, by result (hit, miss, invalid, expired)."),
+            Opts::new(
+                "portcullis_session_lookups_total",
+                "Session cookie lookups, by result (hit, miss, invalid, expired).",
+            ),
             &["result"],
         )?;
         let logins = IntCounterVec::new(
-            Opts::new("portcullis_logins_total", "Login attempts, by result (success, failure, rate_limited)."),
+            Opts::new(
+                "portcullis_logins_total",
+                "Login attempts, by result (success, failure, rate_limited).",
+            ),
             &["result"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("portcullis_build_info", "Always 1; the version label names the running build."),
+            Opts::new(
+                "portcullis_build_info",
+                "Always 1; the version label names the running build.",
+            ),
             &["version"],
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -80,7 +107,9 @@ impl Metrics {
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         // Pre-create the fixed-label series so dashboards and alerts see zeros, not gaps.
         for r in ["hit", "miss", "invalid", "expired"] {
             session_lookups.with_label_values(&[r]);

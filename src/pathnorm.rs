@@ -47,7 +47,10 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let (h, l) = match (bytes.get(i + 1).and_then(|&x| hex(x)), bytes.get(i + 2).and_then(|&x| hex(x))) {
+            let (h, l) = match (
+                bytes.get(i + 1).and_then(|&x| hex(x)),
+                bytes.get(i + 2).and_then(|&x| hex(x)),
+            ) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::BadEscape),
             };

@@ -17,6 +17,10 @@ use pingora::{Error, ErrorSource, ErrorType};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The session store did not answer; the details are already logged.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreDown;
+
 pub struct Gateway {
     pub shared: Arc<Shared>,
 }
@@ -55,7 +59,11 @@ impl RequestCtx {
 
     /// The origin this request was addressed to (`https://host[:port]`).
     pub fn own_origin(&self) -> String {
-        format!("{}://{}", self.scheme(), self.host_raw.as_deref().unwrap_or("").to_ascii_lowercase())
+        format!(
+            "{}://{}",
+            self.scheme(),
+            self.host_raw.as_deref().unwrap_or("").to_ascii_lowercase()
+        )
     }
 }
 
@@ -68,7 +76,13 @@ pub fn client_ip(session: &Session) -> String {
 
 impl Gateway {
     /// Write a gateway-generated reply with the headers every response gets.
-    pub async fn reply(&self, session: &mut Session, ctx: &RequestCtx, reply: Reply, close: bool) -> pingora::Result<bool> {
+    pub async fn reply(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        reply: Reply,
+        close: bool,
+    ) -> pingora::Result<bool> {
         let mut reply = reply.header("x-request-id", ctx.request_id.clone());
         if let Some(h) = self.hsts(ctx) {
             reply = reply.header("strict-transport-security", h);
@@ -88,35 +102,61 @@ impl Gateway {
         let tls = ctx.config.tls.as_ref()?;
         let host = ctx.host.as_deref()?;
         let port = tls.https.first().map_or(443, |a| a.port());
-        let authority = if port == 443 { host.to_string() } else { format!("{host}:{port}") };
+        let authority = if port == 443 {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
         Some(format!("https://{authority}{raw_path}"))
     }
 
     fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, client: &str) {
         if let Some(l) = lookup.metric_label() {
-            self.shared.metrics.session_lookups.with_label_values(&[l]).inc();
+            self.shared
+                .metrics
+                .session_lookups
+                .with_label_values(&[l])
+                .inc();
         }
         match lookup {
-            Lookup::Invalid(r) => tracing::info!(request_id = %ctx.request_id, client, reason = r.as_str(), "session cookie rejected"),
-            Lookup::Expired(e) => tracing::info!(request_id = %ctx.request_id, client, reason = ?e, "session expired"),
-            Lookup::Miss => tracing::info!(request_id = %ctx.request_id, client, reason = "unknown or revoked", "session cookie rejected"),
+            Lookup::Invalid(r) => {
+                tracing::info!(request_id = %ctx.request_id, client, reason = r.as_str(), "session cookie rejected")
+            }
+            Lookup::Expired(e) => {
+                tracing::info!(request_id = %ctx.request_id, client, reason = ?e, "session expired")
+            }
+            Lookup::Miss => {
+                tracing::info!(request_id = %ctx.request_id, client, reason = "unknown or revoked", "session cookie rejected")
+            }
             _ => {}
         }
     }
 
     /// Look up the request's session. Store failures surface as `Err` (answered 503:
     /// a protected route is never let through on a broken store).
-    pub fn load_session(&self, session: &Session, ctx: &RequestCtx) -> Result<Lookup, ()> {
-        let Some(scfg) = ctx.config.session.as_ref() else { return Ok(Lookup::None) };
-        let cookies = session.req_header().headers.get_all(http::header::COOKIE).iter().map(|v| v.as_bytes());
-        match session::lookup(scfg, self.shared.store.as_ref(), self.shared.clock.as_ref(), cookies) {
+    pub fn load_session(&self, session: &Session, ctx: &RequestCtx) -> Result<Lookup, StoreDown> {
+        let Some(scfg) = ctx.config.session.as_ref() else {
+            return Ok(Lookup::None);
+        };
+        let cookies = session
+            .req_header()
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes());
+        match session::lookup(
+            scfg,
+            self.shared.store.as_ref(),
+            self.shared.clock.as_ref(),
+            cookies,
+        ) {
             Ok(l) => {
                 self.count_lookup(&l, ctx, &client_ip(session));
                 Ok(l)
             }
             Err(e) => {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "session store failed");
-                Err(())
+                Err(StoreDown)
             }
         }
     }
@@ -139,8 +179,12 @@ impl Gateway {
             let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
             Reply::redirect(302, &format!("{}/login?rd={rd}", ctx.config.auth.prefix))
         } else {
-            Reply::error(401, "unauthenticated", "a session is required: log in first")
-                .header("www-authenticate", "Cookie realm=\"portcullis\"")
+            Reply::error(
+                401,
+                "unauthenticated",
+                "a session is required: log in first",
+            )
+            .header("www-authenticate", "Cookie realm=\"portcullis\"")
         }
     }
 }
@@ -149,7 +193,7 @@ fn allowed(route: &RouteConfig, id: &Identity) -> bool {
     if route.allow_users.is_empty() && route.allow_groups.is_empty() {
         return true;
     }
-    route.allow_users.iter().any(|u| *u == id.user) || route.allow_groups.iter().any(|g| id.groups.contains(g))
+    route.allow_users.contains(&id.user) || route.allow_groups.iter().any(|g| id.groups.contains(g))
 }
 
 #[async_trait]
@@ -174,11 +218,37 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // Step 2: refuse malformed requests.
+        if session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+            && session
+                .as_http1()
+                .is_some_and(|h1| hygiene::raw_head_has_both_lengths(&h1.get_headers_raw_bytes()))
+        {
+            let r = Reply::error(
+                400,
+                "bad_framing",
+                "both Content-Length and Transfer-Encoding",
+            );
+            return self.reply(session, ctx, r, true).await;
+        }
         if let Err(r) = hygiene::check(session.req_header(), session.is_http2()) {
-            return self.reply(session, ctx, Reply::error(r.status, r.code, r.message), r.close).await;
+            return self
+                .reply(
+                    session,
+                    ctx,
+                    Reply::error(r.status, r.code, r.message),
+                    r.close,
+                )
+                .await;
         }
         let req = session.req_header();
         ctx.host_raw = req
@@ -189,7 +259,14 @@ impl ProxyHttp for Gateway {
             .map(str::to_string);
         ctx.host = ctx.host_raw.as_deref().and_then(canonical_host);
         let Ok(raw) = std::str::from_utf8(req.raw_path()) else {
-            return self.reply(session, ctx, Reply::error(400, "bad_path", "path is not UTF-8"), true).await;
+            return self
+                .reply(
+                    session,
+                    ctx,
+                    Reply::error(400, "bad_path", "path is not UTF-8"),
+                    true,
+                )
+                .await;
         };
         let raw = raw.to_string();
         let (raw_path, query) = match raw.split_once('?') {
@@ -201,8 +278,19 @@ impl ProxyHttp for Gateway {
         if ctx.config.tls.is_some() && !ctx.tls {
             ctx.route_label = "https_redirect".into();
             return match self.https_location(ctx, &raw) {
-                Some(loc) if raw.starts_with('/') => self.reply(session, ctx, Reply::redirect(308, &loc), false).await,
-                _ => self.reply(session, ctx, Reply::error(400, "bad_request", "cannot redirect this request"), true).await,
+                Some(loc) if raw.starts_with('/') => {
+                    self.reply(session, ctx, Reply::redirect(308, &loc), false)
+                        .await
+                }
+                _ => {
+                    self.reply(
+                        session,
+                        ctx,
+                        Reply::error(400, "bad_request", "cannot redirect this request"),
+                        true,
+                    )
+                    .await
+                }
             };
         }
 
@@ -210,14 +298,25 @@ impl ProxyHttp for Gateway {
         ctx.path = match crate::pathnorm::normalize(raw_path) {
             Ok(p) => p,
             Err(e) => {
-                return self.reply(session, ctx, Reply::error(400, "bad_path", &e.to_string()), false).await;
+                return self
+                    .reply(
+                        session,
+                        ctx,
+                        Reply::error(400, "bad_path", &e.to_string()),
+                        false,
+                    )
+                    .await;
             }
         };
         ctx.query = query;
 
         // The gateway's own endpoints.
         let prefix = ctx.config.auth.prefix.clone();
-        if let Some(sub) = ctx.path.strip_prefix(prefix.as_str()).filter(|s| s.is_empty() || s.starts_with('/')) {
+        if let Some(sub) = ctx
+            .path
+            .strip_prefix(prefix.as_str())
+            .filter(|s| s.is_empty() || s.starts_with('/'))
+        {
             ctx.route_label = "auth".into();
             let sub = sub.to_string();
             let reply = crate::auth::endpoints::handle(self, session, ctx, &sub).await?;
@@ -225,18 +324,35 @@ impl ProxyHttp for Gateway {
         }
 
         // Step 4: route.
-        let Some(route) = ctx.config.routes.find(ctx.host.as_deref(), &ctx.path).cloned() else {
-            return self.reply(session, ctx, Reply::error(404, "no_route", "no route for this host and path"), false).await;
+        let Some(route) = ctx
+            .config
+            .routes
+            .find(ctx.host.as_deref(), &ctx.path)
+            .cloned()
+        else {
+            return self
+                .reply(
+                    session,
+                    ctx,
+                    Reply::error(404, "no_route", "no route for this host and path"),
+                    false,
+                )
+                .await;
         };
         ctx.route_label = route.name.clone();
 
         // Step 6: session.
         let lookup = match self.load_session(session, ctx) {
             Ok(l) => l,
-            Err(()) => {
+            Err(StoreDown) => {
                 if route.access == Access::Authenticated {
                     return self
-                        .reply(session, ctx, Reply::error(503, "session_store_unavailable", "try again shortly"), false)
+                        .reply(
+                            session,
+                            ctx,
+                            Reply::error(503, "session_store_unavailable", "try again shortly"),
+                            false,
+                        )
                         .await;
                 }
                 Lookup::None
@@ -255,7 +371,14 @@ impl ProxyHttp for Gateway {
                 }
                 Some(id) if !allowed(&route, id) => {
                     tracing::info!(request_id = %ctx.request_id, user = %id.user, route = %route.name, "access denied by route policy");
-                    return self.reply(session, ctx, Reply::error(403, "forbidden", "your account may not use this route"), false).await;
+                    return self
+                        .reply(
+                            session,
+                            ctx,
+                            Reply::error(403, "forbidden", "your account may not use this route"),
+                            false,
+                        )
+                        .await;
                 }
                 Some(_) => {}
             }
@@ -263,20 +386,40 @@ impl ProxyHttp for Gateway {
 
         // Step 8: CSRF on state-changing requests that carry a session.
         if ctx.identity.is_some() && !crate::csrf::is_safe_method(&session.req_header().method) {
-            if let Some(why) = crate::csrf::cross_site(&session.req_header().headers, &ctx.own_origin()) {
+            if let Some(why) =
+                crate::csrf::cross_site(&session.req_header().headers, &ctx.own_origin())
+            {
                 tracing::warn!(request_id = %ctx.request_id, user = %ctx.user(), reason = why, "cross-site request refused");
-                return self.reply(session, ctx, Reply::error(403, "cross_site", "cross-site request refused"), false).await;
+                return self
+                    .reply(
+                        session,
+                        ctx,
+                        Reply::error(403, "cross_site", "cross-site request refused"),
+                        false,
+                    )
+                    .await;
             }
         }
         ctx.route = Some(route);
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
-        let route = ctx.route.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
         let up = &route.upstream;
         let target = up.select().ok_or_else(|| {
-            self.shared.metrics.upstream_errors.with_label_values(&[&up.name, "no_healthy_target"]).inc();
+            self.shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&up.name, "no_healthy_target"])
+                .inc();
             Error::explain(ErrorType::HTTPStatus(502), "no healthy target")
         })?;
         ctx.target = Some(target.label.clone());
@@ -312,7 +455,8 @@ impl ProxyHttp for Gateway {
                 .collect();
             if !cookies.is_empty() {
                 req.remove_header(&http::header::COOKIE);
-                if let Some(rest) = session::cookie::without(&cookies.join("; "), &scfg.cookie_name) {
+                if let Some(rest) = session::cookie::without(&cookies.join("; "), &scfg.cookie_name)
+                {
                     req.insert_header(http::header::COOKIE, rest)?;
                 }
             }
@@ -332,28 +476,52 @@ impl ProxyHttp for Gateway {
         req.insert_header("x-request-id", ctx.request_id.as_str())?;
         // Step 3: the upstream receives exactly the path that was authorized.
         if let Some(route) = &ctx.route {
-            let path = if route.strip_prefix { router::strip_prefix(&route.prefix, &ctx.path) } else { ctx.path.as_str().into() };
+            let path = if route.strip_prefix {
+                router::strip_prefix(&route.prefix, &ctx.path)
+            } else {
+                ctx.path.as_str().into()
+            };
             let target = match &ctx.query {
                 Some(q) => format!("{path}?{q}"),
                 None => path.into_owned(),
             };
-            let uri: http::Uri = target
-                .parse()
-                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "request target not representable"))?;
+            let uri: http::Uri = target.parse().map_err(|_| {
+                Error::explain(
+                    ErrorType::HTTPStatus(400),
+                    "request target not representable",
+                )
+            })?;
             req.set_uri(uri);
         }
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
         // Step 10: an upstream must not set or clear the gateway's cookie.
         if let Some(scfg) = &ctx.config.session {
-            let cookies: Vec<http::HeaderValue> = resp.headers.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+            let cookies: Vec<http::HeaderValue> = resp
+                .headers
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
             let prefix = format!("{}=", scfg.cookie_name);
-            if cookies.iter().any(|c| c.as_bytes().trim_ascii_start().starts_with(prefix.as_bytes())) {
+            if cookies.iter().any(|c| {
+                c.as_bytes()
+                    .trim_ascii_start()
+                    .starts_with(prefix.as_bytes())
+            }) {
                 resp.remove_header(&http::header::SET_COOKIE);
                 for c in cookies {
-                    if c.as_bytes().trim_ascii_start().starts_with(prefix.as_bytes()) {
+                    if c.as_bytes()
+                        .trim_ascii_start()
+                        .starts_with(prefix.as_bytes())
+                    {
                         tracing::warn!(request_id = %ctx.request_id, route = %ctx.route_label, "dropped upstream Set-Cookie for the gateway's cookie");
                     } else {
                         resp.append_header(http::header::SET_COOKIE, c)?;
@@ -364,10 +532,16 @@ impl ProxyHttp for Gateway {
         if let Some(h) = self.hsts(ctx) {
             resp.insert_header("strict-transport-security", h)?;
         }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let upstream = ctx.route.as_ref().map(|r| r.upstream.name.clone());
         let (code, kind) = match e.etype() {
             ErrorType::HTTPStatus(c) => (*c, "status"),
@@ -381,7 +555,9 @@ impl ProxyHttp for Gateway {
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, "upstream"),
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "downstream"),
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "downstream")
+                    }
                     _ => (400, "downstream"),
                 },
                 _ => (500, "internal"),
@@ -389,13 +565,21 @@ impl ProxyHttp for Gateway {
         };
         if let Some(u) = &upstream {
             if code == 502 || code == 504 {
-                self.shared.metrics.upstream_errors.with_label_values(&[u, kind]).inc();
+                self.shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[u, kind])
+                    .inc();
             }
         }
         if code > 0 {
             let reply = match code {
                 502 => Reply::error(502, "bad_gateway", "the upstream could not be reached"),
-                504 => Reply::error(504, "gateway_timeout", "the upstream did not answer in time"),
+                504 => Reply::error(
+                    504,
+                    "gateway_timeout",
+                    "the upstream did not answer in time",
+                ),
                 400 => Reply::error(400, "bad_request", "malformed request"),
                 c => Reply::error(c, "error", "request failed"),
             };
@@ -403,7 +587,10 @@ impl ProxyHttp for Gateway {
                 tracing::debug!(error = %err, "could not send error response");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -411,10 +598,16 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         let m = &self.shared.metrics;
         let method = method_label(&session.req_header().method);
-        m.requests.with_label_values(&[&ctx.route_label, method, &status.to_string()]).inc();
-        m.request_duration.with_label_values(&[&ctx.route_label]).observe(elapsed.as_secs_f64());
+        m.requests
+            .with_label_values(&[&ctx.route_label, method, &status.to_string()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[&ctx.route_label])
+            .observe(elapsed.as_secs_f64());
         if let (Some(start), Some(route)) = (ctx.upstream_start, &ctx.route) {
-            m.upstream_duration.with_label_values(&[&route.upstream.name]).observe(start.elapsed().as_secs_f64());
+            m.upstream_duration
+                .with_label_values(&[&route.upstream.name])
+                .observe(start.elapsed().as_secs_f64());
         }
         let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name.as_str());
         tracing::info!(

@@ -36,7 +36,10 @@ impl Reply {
 
     /// `{"error": code, "message": ...}`
     pub fn error(status: u16, code: &str, message: &str) -> Self {
-        Self::json(status, &serde_json::json!({ "error": code, "message": message }))
+        Self::json(
+            status,
+            &serde_json::json!({ "error": code, "message": message }),
+        )
     }
 
     pub fn html(status: u16, body: String) -> Self {
@@ -71,7 +74,9 @@ impl Reply {
             h.insert_header("connection", "close")?;
         }
         let head_only = session.req_header().method == http::Method::HEAD;
-        session.write_response_header(Box::new(h), head_only || self.body.is_empty()).await?;
+        session
+            .write_response_header(Box::new(h), head_only || self.body.is_empty())
+            .await?;
         if !head_only && !self.body.is_empty() {
             session.write_response_body(Some(self.body), true).await?;
         }

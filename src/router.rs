@@ -25,13 +25,17 @@ impl HostPattern {
             None => (false, lower),
         };
         if name.is_empty()
-            || !name.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
+            || !name
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
             return Err(format!("{s:?} is not a host name (or *.suffix wildcard)"));
         }
-        Ok(if wild { Self::Suffix(format!(".{name}")) } else { Self::Exact(name) })
+        Ok(if wild {
+            Self::Suffix(format!(".{name}"))
+        } else {
+            Self::Exact(name)
+        })
     }
 }
 
@@ -43,10 +47,15 @@ pub fn canonical_host(raw: &str) -> Option<String> {
         // IPv6 literal: keep the brackets, drop the port.
         let end = rest.find(']')?;
         let after = &rest[end + 1..];
-        if !(after.is_empty() || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit()))) {
+        if !(after.is_empty()
+            || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit())))
+        {
             return None;
         }
-        if !rest[..end].bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if !rest[..end]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return None;
         }
         return Some(format!("[{}]", rest[..end].to_ascii_lowercase()));
@@ -64,7 +73,9 @@ pub fn canonical_host(raw: &str) -> Option<String> {
     let host = host.trim_end_matches('.');
     if host.is_empty()
         || host.len() > 253
-        || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     {
         return None;
     }
@@ -121,21 +132,19 @@ impl RouteTable {
             let table = match &r.host {
                 None => &mut t.any,
                 Some(HostPattern::Exact(h)) => t.exact.entry(h.clone()).or_default(),
-                Some(HostPattern::Suffix(s)) => {
-                    match t.wildcard.iter().position(|(x, _)| x == s) {
-                        Some(p) => &mut t.wildcard[p].1,
-                        None => {
-                            t.wildcard.push((s.clone(), PrefixTable::default()));
-                            let last = t.wildcard.len() - 1;
-                            &mut t.wildcard[last].1
-                        }
+                Some(HostPattern::Suffix(s)) => match t.wildcard.iter().position(|(x, _)| x == s) {
+                    Some(p) => &mut t.wildcard[p].1,
+                    None => {
+                        t.wildcard.push((s.clone(), PrefixTable::default()));
+                        let last = t.wildcard.len() - 1;
+                        &mut t.wildcard[last].1
                     }
-                }
+                },
             };
             table.by_prefix.insert(r.prefix.clone(), i);
             t.routes.push(Arc::new(r));
         }
-        t.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        t.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         t
     }
 
@@ -246,8 +255,14 @@ mod tests {
 
     #[test]
     fn canonical_hosts() {
-        assert_eq!(canonical_host("App.Example.com:8443").as_deref(), Some("app.example.com"));
-        assert_eq!(canonical_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(
+            canonical_host("App.Example.com:8443").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(
+            canonical_host("example.com.").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(canonical_host("[::1]:8080").as_deref(), Some("[::1]"));
         assert_eq!(canonical_host("a b"), None);
         assert_eq!(canonical_host("a/b"), None);

@@ -44,7 +44,11 @@ impl Secret {
         use ring::digest::{digest, SHA256};
         let a = digest(&SHA256, &self.0);
         let b = digest(&SHA256, presented);
-        a.as_ref().iter().zip(b.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.as_ref()
+            .iter()
+            .zip(b.as_ref())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 

@@ -21,7 +21,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
 }
@@ -48,7 +51,9 @@ pub fn build_shared(config: Config) -> Result<Arc<Shared>, ServeError> {
     if let Some(scfg) = &cfg.session {
         if let Some(path) = &scfg.persist_file {
             match persist::load(&shared.store, &scfg.keys, path) {
-                Ok(n) => tracing::info!(sessions = n, file = %path.display(), "restored sessions from snapshot"),
+                Ok(n) => {
+                    tracing::info!(sessions = n, file = %path.display(), "restored sessions from snapshot")
+                }
                 Err(e) => tracing::error!(error = %e, "session snapshot not restored"),
             }
         }
@@ -75,7 +80,12 @@ pub fn serve(shared: Arc<Shared>) -> Result<(), ServeError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway { shared: shared.clone() });
+    let mut proxy = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        Gateway {
+            shared: shared.clone(),
+        },
+    );
     for a in &cfg.http {
         proxy.add_tcp(&a.to_string());
     }
@@ -97,13 +107,33 @@ pub fn serve(shared: Arc<Shared>) -> Result<(), ServeError> {
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new("admin".to_string(), HttpServer::new_app(Admin { shared: shared.clone() }));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        HttpServer::new_app(Admin {
+            shared: shared.clone(),
+        }),
+    );
     admin.add_tcp(&cfg.admin.listen.to_string());
     server.add_service(admin);
 
-    server.add_service(background_service("health checks", HealthChecks { shared: shared.clone() }));
-    server.add_service(background_service("session upkeep", SessionUpkeep { shared: shared.clone() }));
-    server.add_service(background_service("reload", Reloader { shared: shared.clone() }));
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "session upkeep",
+        SessionUpkeep {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "reload",
+        Reloader {
+            shared: shared.clone(),
+        },
+    ));
 
     tracing::info!(
         http = ?cfg.http,
@@ -112,7 +142,9 @@ pub fn serve(shared: Arc<Shared>) -> Result<(), ServeError> {
         routes = cfg.routes.len(),
         "portcullis serving"
     );
-    server.run(RunArgs { shutdown_signal: Box::new(Signals) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
     Ok(())
 }
 
@@ -123,7 +155,10 @@ struct Signals;
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
@@ -176,9 +211,13 @@ impl SessionUpkeep {
     fn snapshot(&self) {
         let cfg = self.shared.config.load();
         let Some(scfg) = &cfg.session else { return };
-        let Some(path) = &scfg.persist_file else { return };
+        let Some(path) = &scfg.persist_file else {
+            return;
+        };
         match persist::save(&self.shared.store, &scfg.keys, path) {
-            Ok(n) => tracing::info!(sessions = n, file = %path.display(), "session snapshot written"),
+            Ok(n) => {
+                tracing::info!(sessions = n, file = %path.display(), "session snapshot written")
+            }
             Err(e) => tracing::error!(error = %e, "session snapshot failed"),
         }
     }

@@ -6,9 +6,9 @@
 //! because pingora's path-based loader panics on bad input at start-up.
 
 use arc_swap::ArcSwap;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,7 +19,11 @@ pub struct CertifiedChain {
 
 impl std::fmt::Debug for CertifiedChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CertifiedChain({} certificates, key <redacted>)", self.key.cert.len())
+        write!(
+            f,
+            "CertifiedChain({} certificates, key <redacted>)",
+            self.key.cert.len()
+        )
     }
 }
 
@@ -27,8 +31,8 @@ impl CertifiedChain {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
         let cert_pem = std::fs::read(cert)
             .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
-        let key_pem =
-            std::fs::read(key).map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+        let key_pem = std::fs::read(key)
+            .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
         let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
@@ -38,7 +42,8 @@ impl CertifiedChain {
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
             .ok_or_else(|| format!("{}: no private key found", key.display()))?;
-        Self::from_der(certs, key_der).map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
+        Self::from_der(certs, key_der)
+            .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
     }
 
     pub fn from_der(
@@ -69,7 +74,9 @@ pub struct CertResolver {
 
 impl CertResolver {
     pub fn new(chain: &CertifiedChain) -> Self {
-        Self { current: ArcSwap::new(chain.key.clone()) }
+        Self {
+            current: ArcSwap::new(chain.key.clone()),
+        }
     }
 
     pub fn replace(&self, chain: &CertifiedChain) {

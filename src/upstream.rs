@@ -48,7 +48,11 @@ impl Upstream {
             name,
             targets: targets
                 .into_iter()
-                .map(|(label, addr)| Target { label, addr, healthy: AtomicBool::new(true) })
+                .map(|(label, addr)| Target {
+                    label,
+                    addr,
+                    healthy: AtomicBool::new(true),
+                })
                 .collect(),
             health_check,
             connect_timeout,
@@ -61,7 +65,9 @@ impl Upstream {
     pub fn select(&self) -> Option<&Target> {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| &self.targets[(start + i) % n]).find(|t| t.is_healthy())
+        (0..n)
+            .map(|i| &self.targets[(start + i) % n])
+            .find(|t| t.is_healthy())
     }
 
     pub fn any_healthy(&self) -> bool {
@@ -81,7 +87,9 @@ impl Upstream {
     /// Probe every target once and record the result; returns `(label, healthy)` pairs of
     /// the targets whose state changed.
     pub async fn check_all(&self) -> Vec<(String, bool)> {
-        let Some(hc) = &self.health_check else { return Vec::new() };
+        let Some(hc) = &self.health_check else {
+            return Vec::new();
+        };
         // Targets are probed one after another: each probe is bounded by connect_timeout
         // and upstreams have a handful of targets, so this stays well inside an interval.
         let mut changed = Vec::new();

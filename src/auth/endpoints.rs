@@ -1,7 +1,7 @@
 //! `/.auth/login`, `/.auth/logout`, `/.auth/me`, `/.auth/verify`.
 
 use crate::auth::{page, redirect};
-use crate::proxy::{client_ip, Gateway, RequestCtx};
+use crate::proxy::{client_ip, Gateway, RequestCtx, StoreDown};
 use crate::respond::Reply;
 use crate::session::store::SessionStore;
 use crate::session::{self, Lookup};
@@ -11,18 +11,33 @@ use std::time::{Duration, UNIX_EPOCH};
 const MAX_FORM: usize = 16 * 1024;
 const GENERIC_FAILURE: &str = "Invalid user name or password.";
 
-pub async fn handle(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, sub: &str) -> pingora::Result<Reply> {
+pub async fn handle(
+    gw: &Gateway,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    sub: &str,
+) -> pingora::Result<Reply> {
     if ctx.config.session.is_none() {
-        return Ok(Reply::error(404, "not_found", "sessions are not configured on this gateway"));
+        return Ok(Reply::error(
+            404,
+            "not_found",
+            "sessions are not configured on this gateway",
+        ));
     }
     let method = s.req_header().method.clone();
     Ok(match (sub, method) {
         ("/login", http::Method::GET | http::Method::HEAD) => login_page(ctx, None, "", 200),
         ("/login", http::Method::POST) => login(gw, s, ctx).await?,
         ("/logout", http::Method::POST) => logout(gw, s, ctx),
-        ("/logout", _) | ("/login", _) => {
-            Reply::error(405, "method_not_allowed", "use POST").header("allow", if sub == "/login" { "GET, HEAD, POST" } else { "POST" })
-        }
+        ("/logout", _) | ("/login", _) => Reply::error(405, "method_not_allowed", "use POST")
+            .header(
+                "allow",
+                if sub == "/login" {
+                    "GET, HEAD, POST"
+                } else {
+                    "POST"
+                },
+            ),
         ("/me", http::Method::GET | http::Method::HEAD) => me(gw, s, ctx),
         ("/verify", _) => verify(gw, s, ctx),
         _ => Reply::error(404, "not_found", "no such endpoint"),
@@ -31,11 +46,14 @@ pub async fn handle(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx, sub: &s
 
 fn query_param(ctx: &RequestCtx, name: &str) -> Option<String> {
     let q = ctx.query.as_deref()?;
-    form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn safe_rd(ctx: &RequestCtx, rd: Option<&str>) -> String {
-    rd.and_then(|r| redirect::safe_target(r, &ctx.config.auth.allowed_redirect_hosts)).unwrap_or_else(|| "/".into())
+    rd.and_then(|r| redirect::safe_target(r, &ctx.config.auth.allowed_redirect_hosts))
+        .unwrap_or_else(|| "/".into())
 }
 
 fn login_page(ctx: &RequestCtx, error: Option<&str>, username: &str, status: u16) -> Reply {
@@ -51,15 +69,26 @@ async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ctype.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Ok(Err(Reply::error(415, "unsupported_media_type", "send application/x-www-form-urlencoded")));
+    if !ctype
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Ok(Err(Reply::error(
+            415,
+            "unsupported_media_type",
+            "send application/x-www-form-urlencoded",
+        )));
     }
     let mut body = Vec::new();
     while let Some(chunk) = s.read_request_body().await? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_FORM {
             s.set_keepalive(None);
-            return Ok(Err(Reply::error(413, "payload_too_large", "form too large")));
+            return Ok(Err(Reply::error(
+                413,
+                "payload_too_large",
+                "form too large",
+            )));
         }
     }
     Ok(Ok(body))
@@ -87,7 +116,11 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
         }
     }
     if username.len() > 256 || password.len() > 1024 {
-        return Ok(Reply::error(400, "bad_request", "user name or password too long"));
+        return Ok(Reply::error(
+            400,
+            "bad_request",
+            "user name or password too long",
+        ));
     }
     let limiter = gw.shared.limiter.load_full();
     let keys = [format!("ip:{client}"), format!("user:{username}")];
@@ -95,15 +128,22 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
         m.logins.with_label_values(&["rate_limited"]).inc();
         tracing::warn!(request_id = %ctx.request_id, client, user = %username, "login rate limited");
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Ok(login_page(ctx, Some("Too many attempts. Try again later."), &username, 429)
-            .header("retry-after", secs.max(1).to_string()));
+        return Ok(login_page(
+            ctx,
+            Some("Too many attempts. Try again later."),
+            &username,
+            429,
+        )
+        .header("retry-after", secs.max(1).to_string()));
     }
     // Password hashing is deliberately slow: keep it off the proxy's worker threads.
     let users = ctx.config.auth.users.clone();
     let (u, p) = (username.clone(), password);
     let verified = tokio::task::spawn_blocking(move || users.verify(&u, &p))
         .await
-        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InternalError, "password check failed"))?;
+        .map_err(|_| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, "password check failed")
+        })?;
     let Some(identity) = verified else {
         for k in &keys {
             limiter.record_failure(k);
@@ -114,23 +154,45 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
         // Keep the rd the form carried, not the page's own query.
         if let Some(r) = rd.as_deref() {
             let action = format!("{}/login", ctx.config.auth.prefix);
-            page = Reply::html(401, page::login(&action, &safe_rd(ctx, Some(r)), Some(GENERIC_FAILURE), &username));
+            page = Reply::html(
+                401,
+                page::login(
+                    &action,
+                    &safe_rd(ctx, Some(r)),
+                    Some(GENERIC_FAILURE),
+                    &username,
+                ),
+            );
         }
         return Ok(page);
     };
     let Some(scfg) = ctx.config.session.as_ref() else {
-        return Ok(Reply::error(404, "not_found", "sessions are not configured"));
+        return Ok(Reply::error(
+            404,
+            "not_found",
+            "sessions are not configured",
+        ));
     };
     // Never promote a session the client brought: end it and issue a fresh id.
     if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx) {
         let _ = gw.shared.store.delete(&old.key);
     }
-    let created = session::create(scfg, gw.shared.store.as_ref(), gw.shared.clock.as_ref(), &gw.shared.rng, identity);
+    let created = session::create(
+        scfg,
+        gw.shared.store.as_ref(),
+        gw.shared.clock.as_ref(),
+        &gw.shared.rng,
+        identity,
+    );
     let (value, record) = match created {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "could not store new session");
-            return Ok(Reply::error(503, "session_store_unavailable", "try again shortly"));
+            return Ok(Reply::error(
+                503,
+                "session_store_unavailable",
+                "try again shortly",
+            ));
         }
     };
     ctx.identity = Some(record.identity.clone());
@@ -152,14 +214,17 @@ fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     if let Ok(Lookup::Hit(active)) = gw.load_session(s, ctx) {
         ctx.identity = Some(active.record.identity.clone());
         match gw.shared.store.delete(&active.key) {
-            Ok(_) => tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout"),
+            Ok(_) => {
+                tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout")
+            }
             Err(e) => {
                 tracing::error!(request_id = %ctx.request_id, error = %e, "logout could not reach the session store");
                 return Reply::error(503, "session_store_unavailable", "try again shortly");
             }
         }
     }
-    Reply::redirect(303, &ctx.config.auth.after_logout).header("set-cookie", session::clear_cookie(scfg))
+    Reply::redirect(303, &ctx.config.auth.after_logout)
+        .header("set-cookie", session::clear_cookie(scfg))
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -188,7 +253,7 @@ fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
             )
         }
         Ok(_) => Reply::error(401, "unauthenticated", "no session"),
-        Err(()) => Reply::error(503, "session_store_unavailable", "try again shortly"),
+        Err(StoreDown) => Reply::error(503, "session_store_unavailable", "try again shortly"),
     }
 }
 
@@ -210,6 +275,6 @@ fn verify(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
             r
         }
         Ok(_) => Reply::error(401, "unauthenticated", "no session"),
-        Err(()) => Reply::error(503, "session_store_unavailable", "try again shortly"),
+        Err(StoreDown) => Reply::error(503, "session_store_unavailable", "try again shortly"),
     }
 }

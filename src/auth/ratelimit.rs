@@ -18,7 +18,10 @@ impl FailureLimiter {
             window,
             // Bounded so a flood of distinct names cannot grow memory without limit; entries
             // outlive their window by design (time_to_live) and then vanish.
-            windows: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build(),
+            windows: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
         }
     }
 
@@ -31,7 +34,9 @@ impl FailureLimiter {
     }
 
     pub fn record_failure(&self, key: &str) {
-        let w = self.windows.get_with(key.to_string(), || Arc::new(Mutex::new((0, Instant::now()))));
+        let w = self.windows.get_with(key.to_string(), || {
+            Arc::new(Mutex::new((0, Instant::now())))
+        });
         let mut g = match w.lock() {
             Ok(g) => g,
             // A poisoned window only means another thread panicked mid-update; the

@@ -27,7 +27,7 @@ pub fn safe_target(rd: &str, allowed_hosts: &[String]) -> Option<String> {
         return None;
     }
     let host = crate::router::canonical_host(authority)?;
-    allowed_hosts.iter().any(|h| *h == host).then(|| rd.to_string())
+    allowed_hosts.contains(&host).then(|| rd.to_string())
 }
 
 #[cfg(test)]
@@ -62,8 +62,18 @@ mod tests {
         ] {
             assert_eq!(safe_target(bad, &allowed), None, "{bad:?}");
         }
-        for good in ["/", "/app?x=1#y", "/a/b%20c", "https://app.example.com/x", "https://APP.example.com:8443/"] {
-            assert_eq!(safe_target(good, &allowed).as_deref(), Some(good), "{good:?}");
+        for good in [
+            "/",
+            "/app?x=1#y",
+            "/a/b%20c",
+            "https://app.example.com/x",
+            "https://APP.example.com:8443/",
+        ] {
+            assert_eq!(
+                safe_target(good, &allowed).as_deref(),
+                Some(good),
+                "{good:?}"
+            );
         }
     }
 }

@@ -67,26 +67,42 @@ impl Users {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let f: UsersFile = toml::from_str(text).map_err(|e| {
-            let (line, col) = e.span().map_or((0, 0), |s| crate::config::line_col(text, s.start));
+            let (line, col) = e
+                .span()
+                .map_or((0, 0), |s| crate::config::line_col(text, s.start));
             format!("{line}:{col}: {}", e.message())
         })?;
         let mut by_name = HashMap::new();
         for u in f.user {
-            if u.name.is_empty() || u.name.len() > 256 || !plain_text(&u.name) || u.name.trim() != u.name {
+            if u.name.is_empty()
+                || u.name.len() > 256
+                || !plain_text(&u.name)
+                || u.name.trim() != u.name
+            {
                 return Err(format!("user {:?}: names must be 1-256 characters without control characters, commas or surrounding spaces", u.name));
             }
             if !plain_text(&u.email) {
-                return Err(format!("user {:?}: email contains a control character or comma", u.name));
+                return Err(format!(
+                    "user {:?}: email contains a control character or comma",
+                    u.name
+                ));
             }
             if let Some(g) = u.groups.iter().find(|g| g.is_empty() || !plain_text(g)) {
-                return Err(format!("user {:?}: group {g:?} is empty or contains a control character or comma", u.name));
+                return Err(format!(
+                    "user {:?}: group {g:?} is empty or contains a control character or comma",
+                    u.name
+                ));
             }
             let hash = if u.password.starts_with("$argon2") {
                 PasswordHash::new(&u.password)
                     .map_err(|e| format!("user {:?}: bad argon2 hash: {e}", u.name))?;
                 Hash::Argon2(u.password)
-            } else if ["$2b$", "$2y$", "$2a$"].iter().any(|p| u.password.starts_with(p)) {
-                u.password.parse::<bcrypt::HashParts>()
+            } else if ["$2b$", "$2y$", "$2a$"]
+                .iter()
+                .any(|p| u.password.starts_with(p))
+            {
+                u.password
+                    .parse::<bcrypt::HashParts>()
                     .map_err(|e| format!("user {:?}: bad bcrypt hash: {e}", u.name))?;
                 Hash::Bcrypt(u.password)
             } else {
@@ -95,12 +111,23 @@ impl Users {
                     u.name
                 ));
             };
-            let identity = Identity { user: u.name.clone(), email: u.email, groups: u.groups };
-            if by_name.insert(u.name.clone(), User { identity, hash }).is_some() {
+            let identity = Identity {
+                user: u.name.clone(),
+                email: u.email,
+                groups: u.groups,
+            };
+            if by_name
+                .insert(u.name.clone(), User { identity, hash })
+                .is_some()
+            {
                 return Err(format!("user {:?} appears twice", u.name));
             }
         }
-        let dummy = if by_name.is_empty() { None } else { Some(hash_password("dummy password for timing")?) };
+        let dummy = if by_name.is_empty() {
+            None
+        } else {
+            Some(hash_password("dummy password for timing")?)
+        };
         Ok(Self { by_name, dummy })
     }
 
@@ -108,9 +135,20 @@ impl Users {
     pub fn from_identities(list: Vec<(Identity, String)>) -> Result<Self, String> {
         let by_name = list
             .into_iter()
-            .map(|(identity, hash)| (identity.user.clone(), User { identity, hash: Hash::Argon2(hash) }))
+            .map(|(identity, hash)| {
+                (
+                    identity.user.clone(),
+                    User {
+                        identity,
+                        hash: Hash::Argon2(hash),
+                    },
+                )
+            })
             .collect();
-        Ok(Self { by_name, dummy: Some(hash_password("dummy password for timing")?) })
+        Ok(Self {
+            by_name,
+            dummy: Some(hash_password("dummy password for timing")?),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -139,7 +177,11 @@ impl Users {
 fn check(hash: &Hash, password: &str) -> bool {
     match hash {
         Hash::Argon2(h) => PasswordHash::new(h)
-            .map(|ph| Argon2::default().verify_password(password.as_bytes(), &ph).is_ok())
+            .map(|ph| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &ph)
+                    .is_ok()
+            })
             .unwrap_or(false),
         Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
     }
@@ -149,7 +191,9 @@ fn check(hash: &Hash, password: &str) -> bool {
 pub fn hash_password(password: &str) -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut salt = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut salt).map_err(|_| "no randomness".to_string())?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| "no randomness".to_string())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -164,7 +208,9 @@ mod tests {
     #[test]
     fn argon2_and_bcrypt_users() {
         let a = hash_password("s3cret").unwrap();
-        let b = bcrypt::hash("hunter2", 4).unwrap().replacen("$2b$", "$2y$", 1);
+        let b = bcrypt::hash("hunter2", 4)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
         let text = format!(
             "[[user]]\nname = \"alice\"\npassword = \"{a}\"\nemail = \"a@example.com\"\ngroups = [\"admin\"]\n\
              [[user]]\nname = \"bob\"\npassword = \"{b}\"\n"
@@ -178,9 +224,15 @@ mod tests {
 
     #[test]
     fn refuses_plain_passwords_and_duplicates() {
-        assert!(Users::parse("[[user]]\nname = \"a\"\npassword = \"plain\"\n").unwrap_err().contains("never plain text"));
+        assert!(
+            Users::parse("[[user]]\nname = \"a\"\npassword = \"plain\"\n")
+                .unwrap_err()
+                .contains("never plain text")
+        );
         let a = hash_password("x").unwrap();
-        let dup = format!("[[user]]\nname=\"a\"\npassword=\"{a}\"\n[[user]]\nname=\"a\"\npassword=\"{a}\"\n");
+        let dup = format!(
+            "[[user]]\nname=\"a\"\npassword=\"{a}\"\n[[user]]\nname=\"a\"\npassword=\"{a}\"\n"
+        );
         assert!(Users::parse(&dup).unwrap_err().contains("twice"));
         assert!(Users::parse("[[user]]\nname=\"a\"\npassword=\"x\"\nrole=1\n").is_err());
     }

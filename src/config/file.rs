@@ -18,7 +18,9 @@ pub struct DurationStr(pub Duration);
 impl<'de> Deserialize<'de> for DurationStr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(DurationStr).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(DurationStr)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -27,8 +29,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"30m\", \"12h\", \"365d\""))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write e.g. \"30s\", \"30m\", \"12h\", \"365d\"")
+    })
 }
 
 /// A default value that has no place in the file (span 0..0 means "not written").
@@ -77,7 +80,10 @@ fn default_http() -> Vec<Spanned<String>> {
 
 impl Default for ListenSection {
     fn default() -> Self {
-        Self { http: default_http(), threads: 0 }
+        Self {
+            http: default_http(),
+            threads: 0,
+        }
     }
 }
 
@@ -114,7 +120,10 @@ fn default_admin() -> Spanned<String> {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { listen: default_admin(), token_file: None }
+        Self {
+            listen: default_admin(),
+            token_file: None,
+        }
     }
 }
 

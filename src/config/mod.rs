@@ -17,9 +17,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}:{line}:{col}: {msg}", path.display())]
-    At { path: PathBuf, line: usize, col: usize, msg: String },
+    At {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
     #[error("{}: {msg}", path.display())]
     File { path: PathBuf, msg: String },
 }
@@ -38,11 +46,19 @@ impl Source<'_> {
             return self.file(msg);
         }
         let (line, col) = line_col(self.text, span.start);
-        ConfigError::At { path: self.path.to_path_buf(), line, col, msg: msg.to_string() }
+        ConfigError::At {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            msg: msg.to_string(),
+        }
     }
 
     pub fn file(&self, msg: impl fmt::Display) -> ConfigError {
-        ConfigError::File { path: self.path.to_path_buf(), msg: msg.to_string() }
+        ConfigError::File {
+            path: self.path.to_path_buf(),
+            msg: msg.to_string(),
+        }
     }
 
     /// Resolve a path written in the config relative to the config file's directory, so
@@ -83,8 +99,10 @@ impl FloorCharBoundary for str {
 
 /// Read, parse and validate a config file. Nothing is bound or started here.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     from_str(path, &text)
 }
 

@@ -101,7 +101,7 @@ pub struct RouteConfig {
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
-    for jwt in &f.jwt {
+    if let Some(jwt) = f.jwt.first() {
         return Err(src.at(
             jwt.span(),
             "[[jwt]] bearer tokens are not supported by this version of portcullis; remove the section",
@@ -138,8 +138,11 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
     let tls = match &f.tls {
         None => None,
         Some(t) => {
-            let https =
-                t.https.iter().map(|a| listen_addr(src, a)).collect::<Result<Vec<_>, _>>()?;
+            let https = t
+                .https
+                .iter()
+                .map(|a| listen_addr(src, a))
+                .collect::<Result<Vec<_>, _>>()?;
             if https.is_empty() {
                 return Err(src.file("[tls] https must name at least one address"));
             }
@@ -148,7 +151,11 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             let chain = CertifiedChain::load(&cert_path, &key_path)
                 .map_err(|e| src.at(t.cert.span(), e))?;
             let hsts = (!t.hsts.0.is_zero()).then_some(t.hsts.0);
-            Some(TlsConfig { https, chain: Arc::new(chain), hsts })
+            Some(TlsConfig {
+                https,
+                chain: Arc::new(chain),
+                hsts,
+            })
         }
     };
     if http.is_empty() && tls.is_none() {
@@ -182,8 +189,12 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         .into_iter()
         .chain(f.identity.strip.iter())
     {
-        http::HeaderName::from_bytes(s.get_ref().as_bytes())
-            .map_err(|_| src.at(s.span(), format!("{:?} is not a valid header name", s.get_ref())))?;
+        http::HeaderName::from_bytes(s.get_ref().as_bytes()).map_err(|_| {
+            src.at(
+                s.span(),
+                format!("{:?} is not a valid header name", s.get_ref()),
+            )
+        })?;
     }
 
     let auth = auth_config(src, f.auth)?;
@@ -191,8 +202,15 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
     for u in f.upstream {
         let name = u.name.get_ref().clone();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(src.at(u.name.span(), "upstream name must be non-empty [A-Za-z0-9._-]"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(src.at(
+                u.name.span(),
+                "upstream name must be non-empty [A-Za-z0-9._-]",
+            ));
         }
         if upstreams.iter().any(|x| x.name == name) {
             return Err(src.at(u.name.span(), format!("duplicate upstream name {name:?}")));
@@ -217,11 +235,16 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
                         "upstream {name:?}: health_check interval must be at least 100ms"
                     )));
                 }
-                Some(HealthCheck { path: hc.path, interval: hc.interval.0 })
+                Some(HealthCheck {
+                    path: hc.path,
+                    interval: hc.interval.0,
+                })
             }
         };
         if u.connect_timeout.0.is_zero() || u.read_timeout.0.is_zero() {
-            return Err(src.file(format!("upstream {name:?}: timeouts must be greater than 0")));
+            return Err(src.file(format!(
+                "upstream {name:?}: timeouts must be greater than 0"
+            )));
         }
         upstreams.push(Arc::new(Upstream::new(
             name,
@@ -240,7 +263,10 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             .find(|u| u.name == *r.upstream.get_ref())
             .cloned()
             .ok_or_else(|| {
-                src.at(r.upstream.span(), format!("route names unknown upstream {:?}", r.upstream.get_ref()))
+                src.at(
+                    r.upstream.span(),
+                    format!("route names unknown upstream {:?}", r.upstream.get_ref()),
+                )
             })?;
         let host = match &r.host {
             None => None,
@@ -259,14 +285,23 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         if prefix.starts_with(auth.prefix.as_str())
             && (prefix.len() == auth.prefix.len() || prefix[auth.prefix.len()..].starts_with('/'))
         {
-            return Err(src.at(r.path.span(), format!("route path is inside the auth prefix {}", auth.prefix)));
+            return Err(src.at(
+                r.path.span(),
+                format!("route path is inside the auth prefix {}", auth.prefix),
+            ));
         }
-        let key = (r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()), prefix.clone());
+        let key = (
+            r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase()),
+            prefix.clone(),
+        );
         if !seen.insert(key) {
             return Err(src.at(r.path.span(), "another route has the same host and path"));
         }
         if *r.bearer.get_ref() {
-            return Err(src.at(r.bearer.span(), "bearer = true is not supported by this version of portcullis"));
+            return Err(src.at(
+                r.bearer.span(),
+                "bearer = true is not supported by this version of portcullis",
+            ));
         }
         if *r.issues_sessions.get_ref() {
             return Err(src.at(
@@ -285,10 +320,17 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             ));
         }
         if access == Access::Public && (!r.allow_users.is_empty() || !r.allow_groups.is_empty()) {
-            return Err(src.at(r.access.span(), "allow_users/allow_groups need access = \"authenticated\""));
+            return Err(src.at(
+                r.access.span(),
+                "allow_users/allow_groups need access = \"authenticated\"",
+            ));
         }
         let name = r.name.clone().unwrap_or_else(|| {
-            format!("{}{}", r.host.as_ref().map_or("", |h| h.get_ref().as_str()), prefix)
+            format!(
+                "{}{}",
+                r.host.as_ref().map_or("", |h| h.get_ref().as_str()),
+                prefix
+            )
         });
         routes.push(RouteConfig {
             name,
@@ -302,7 +344,9 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         });
     }
     if routes.iter().any(|r| r.access == Access::Authenticated) && auth.users_file.is_none() {
-        return Err(src.file("authenticated routes need [auth] users_file so that people can log in"));
+        return Err(
+            src.file("authenticated routes need [auth] users_file so that people can log in")
+        );
     }
 
     Ok(Config {
@@ -321,7 +365,13 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
 
 fn listen_addr(src: &Source<'_>, a: &toml::Spanned<String>) -> Result<SocketAddr, ConfigError> {
     a.get_ref().parse::<SocketAddr>().map_err(|_| {
-        src.at(a.span(), format!("{:?} is not a listen address (IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")", a.get_ref()))
+        src.at(
+            a.span(),
+            format!(
+                "{:?} is not a listen address (IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")",
+                a.get_ref()
+            ),
+        )
     })
 }
 
@@ -351,12 +401,19 @@ fn session_config(
     let keys = KeyRing::load(&keys_file).map_err(|e| src.at(s.keys_file.span(), e))?;
     let secure = *s.secure.get_ref();
     if !secure && has_tls {
-        return Err(src.at(s.secure.span(), "secure = false is only allowed without [tls] (local development)"));
+        return Err(src.at(
+            s.secure.span(),
+            "secure = false is only allowed without [tls] (local development)",
+        ));
     }
     let cookie_name = match &s.cookie {
         Some(c) => {
             let n = c.get_ref();
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
                 return Err(src.at(c.span(), "cookie name must be non-empty [A-Za-z0-9._-]"));
             }
             if n.starts_with("__Host-") && !secure {
@@ -373,7 +430,10 @@ fn session_config(
         SameSiteStr::None => SameSite::None,
     };
     if same_site == SameSite::None && !secure {
-        return Err(src.at(s.same_site.span(), "same_site = \"none\" requires secure = true"));
+        return Err(src.at(
+            s.same_site.span(),
+            "same_site = \"none\" requires secure = true",
+        ));
     }
     let idle = s.idle_timeout.get_ref().0;
     let absolute = s.absolute_timeout.get_ref().0;
@@ -381,7 +441,10 @@ fn session_config(
         return Err(src.at(s.idle_timeout.span(), "idle_timeout must be greater than 0"));
     }
     if absolute < idle {
-        return Err(src.at(s.absolute_timeout.span(), "absolute_timeout must be >= idle_timeout"));
+        return Err(src.at(
+            s.absolute_timeout.span(),
+            "absolute_timeout must be >= idle_timeout",
+        ));
     }
     match s.store.get_ref() {
         StoreKind::Memory => {}
@@ -410,8 +473,14 @@ fn session_config(
 
 fn auth_config(src: &Source<'_>, a: file::AuthSection) -> Result<AuthConfig, ConfigError> {
     let prefix = a.prefix.get_ref().trim_end_matches('/').to_string();
-    if !prefix.starts_with('/') || prefix.len() < 2 || crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str()) {
-        return Err(src.at(a.prefix.span(), "auth prefix must be a normal path such as \"/.auth\""));
+    if !prefix.starts_with('/')
+        || prefix.len() < 2
+        || crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str())
+    {
+        return Err(src.at(
+            a.prefix.span(),
+            "auth prefix must be a normal path such as \"/.auth\"",
+        ));
     }
     let (users_file, users) = match &a.users_file {
         None => (None, Users::default()),
@@ -421,13 +490,19 @@ fn auth_config(src: &Source<'_>, a: file::AuthSection) -> Result<AuthConfig, Con
             (Some(path), users)
         }
     };
-    let login_attempts = parse_rate(a.login_attempts.get_ref())
-        .map_err(|e| src.at(a.login_attempts.span(), e))?;
-    let allowed_redirect_hosts: Vec<String> =
-        a.allowed_redirect_hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+    let login_attempts =
+        parse_rate(a.login_attempts.get_ref()).map_err(|e| src.at(a.login_attempts.span(), e))?;
+    let allowed_redirect_hosts: Vec<String> = a
+        .allowed_redirect_hosts
+        .iter()
+        .map(|h| h.get_ref().to_ascii_lowercase())
+        .collect();
     for h in &a.allowed_redirect_hosts {
         if HostPattern::parse(h.get_ref()).is_err() || h.get_ref().starts_with("*.") {
-            return Err(src.at(h.span(), "allowed_redirect_hosts entries are plain host names"));
+            return Err(src.at(
+                h.span(),
+                "allowed_redirect_hosts entries are plain host names",
+            ));
         }
     }
     let after_logout = a.after_logout.get_ref().clone();
@@ -454,7 +529,10 @@ fn parse_rate(s: &str) -> Result<(u32, Duration), String> {
     let (n, per) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?} is not a rate; write COUNT/DURATION such as \"5/1m\""))?;
-    let n: u32 = n.trim().parse().map_err(|_| format!("{s:?}: count must be a whole number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: count must be a whole number"))?;
     let per = file::parse_duration(per)?;
     if n == 0 || per.is_zero() {
         return Err(format!("{s:?}: count and duration must be greater than 0"));

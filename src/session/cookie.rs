@@ -94,9 +94,15 @@ pub fn verify(value: &str, keys: &KeyRing) -> Result<SessionId, CookieRejection>
         Ok(RAW_LEN) => {}
         _ => return Err(CookieRejection::Malformed),
     }
-    let key = keys.by_id(&raw[..KEY_ID_LEN]).ok_or(CookieRejection::UnknownKey)?;
-    hmac::verify(&key.mac, &raw[..KEY_ID_LEN + ID_LEN], &raw[KEY_ID_LEN + ID_LEN..])
-        .map_err(|_| CookieRejection::BadSignature)?;
+    let key = keys
+        .by_id(&raw[..KEY_ID_LEN])
+        .ok_or(CookieRejection::UnknownKey)?;
+    hmac::verify(
+        &key.mac,
+        &raw[..KEY_ID_LEN + ID_LEN],
+        &raw[KEY_ID_LEN + ID_LEN..],
+    )
+    .map_err(|_| CookieRejection::BadSignature)?;
     let mut id = [0u8; ID_LEN];
     id.copy_from_slice(&raw[KEY_ID_LEN..KEY_ID_LEN + ID_LEN]);
     Ok(SessionId(id))
@@ -112,7 +118,9 @@ pub fn find<'a>(
 ) -> Option<Result<&'a str, CookieRejection>> {
     let mut found: Option<&'a str> = None;
     for header in cookie_headers {
-        let Ok(header) = std::str::from_utf8(header) else { continue };
+        let Ok(header) = std::str::from_utf8(header) else {
+            continue;
+        };
         for pair in header.split(';') {
             let pair = pair.trim_start_matches([' ', '\t']);
             if let Some((n, v)) = pair.split_once('=') {
@@ -146,8 +154,9 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn ring_of(n: usize) -> (KeyRing, Vec<Vec<u8>>) {
-        let raws: Vec<Vec<u8>> =
-            (0..n).map(|_| URL_SAFE_NO_PAD.decode(generate_key().unwrap()).unwrap()).collect();
+        let raws: Vec<Vec<u8>> = (0..n)
+            .map(|_| URL_SAFE_NO_PAD.decode(generate_key().unwrap()).unwrap())
+            .collect();
         (KeyRing::from_raw_keys(&raws), raws)
     }
 
@@ -173,8 +182,14 @@ mod tests {
         let rng = ring::rand::SystemRandom::new();
         let (keys, _) = ring_of(1);
         let v = SessionId::generate(&rng).unwrap().encode(&keys);
-        assert_eq!(verify(&v[..v.len() - 1], &keys), Err(CookieRejection::Malformed));
-        assert_eq!(verify(&format!("{v}A"), &keys), Err(CookieRejection::Malformed));
+        assert_eq!(
+            verify(&v[..v.len() - 1], &keys),
+            Err(CookieRejection::Malformed)
+        );
+        assert_eq!(
+            verify(&format!("{v}A"), &keys),
+            Err(CookieRejection::Malformed)
+        );
         assert_eq!(verify("", &keys), Err(CookieRejection::Malformed));
         let mut raw = URL_SAFE_NO_PAD.decode(&v).unwrap();
         for pos in [0, 5, 40, raw.len() - 1] {
@@ -193,9 +208,18 @@ mod tests {
         assert_eq!(find(h.into_iter(), "__Host-session"), Some(Ok("abc")));
         let h = [b"__host-session=abc".as_slice()];
         assert_eq!(find(h.into_iter(), "__Host-session"), None);
-        let h = [b"__Host-session=a".as_slice(), b"__Host-session=b".as_slice()];
-        assert_eq!(find(h.into_iter(), "__Host-session"), Some(Err(CookieRejection::Duplicated)));
-        assert_eq!(without("a=1; __Host-session=x; b=2", "__Host-session").as_deref(), Some("a=1; b=2"));
+        let h = [
+            b"__Host-session=a".as_slice(),
+            b"__Host-session=b".as_slice(),
+        ];
+        assert_eq!(
+            find(h.into_iter(), "__Host-session"),
+            Some(Err(CookieRejection::Duplicated))
+        );
+        assert_eq!(
+            without("a=1; __Host-session=x; b=2", "__Host-session").as_deref(),
+            Some("a=1; b=2")
+        );
         assert_eq!(without("__Host-session=x", "__Host-session"), None);
     }
 }

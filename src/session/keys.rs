@@ -16,11 +16,19 @@ pub enum KeyError {
     #[error("{path}:{line}: not base64url (generate keys with `portcullis gen-key`)")]
     NotBase64 { path: String, line: usize },
     #[error("{path}:{line}: key is {len} bytes; session keys must be at least 32 bytes")]
-    Short { path: String, line: usize, len: usize },
+    Short {
+        path: String,
+        line: usize,
+        len: usize,
+    },
     #[error("{path}:{line}: key repeats a single byte; use a random key (`portcullis gen-key`)")]
     RepeatedByte { path: String, line: usize },
     #[error("{path}:{line}: duplicate key (same as line {first})")]
-    Duplicate { path: String, line: usize, first: usize },
+    Duplicate {
+        path: String,
+        line: usize,
+        first: usize,
+    },
     #[error("{path}: no keys; put at least one key (`portcullis gen-key`) in the file")]
     Empty { path: String },
 }
@@ -55,7 +63,10 @@ fn derive(raw: &[u8], label: &[u8]) -> [u8; 32] {
 
 impl SessionKey {
     pub fn from_raw(raw: &[u8]) -> Self {
-        let idd = digest::digest(&digest::SHA256, &[b"portcullis key id v1\0".as_slice(), raw].concat());
+        let idd = digest::digest(
+            &digest::SHA256,
+            &[b"portcullis key id v1\0".as_slice(), raw].concat(),
+        );
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&idd.as_ref()[..KEY_ID_LEN]);
         Self {
@@ -69,8 +80,10 @@ impl SessionKey {
 impl KeyRing {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| KeyError::Read { path: p.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| KeyError::Read {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
         Self::parse(&p, &text)
     }
 
@@ -85,26 +98,44 @@ impl KeyRing {
             let raw = URL_SAFE_NO_PAD
                 .decode(t.trim_end_matches('='))
                 .or_else(|_| URL_SAFE.decode(t))
-                .map_err(|_| KeyError::NotBase64 { path: path.into(), line: line_no })?;
+                .map_err(|_| KeyError::NotBase64 {
+                    path: path.into(),
+                    line: line_no,
+                })?;
             if raw.len() < 32 {
-                return Err(KeyError::Short { path: path.into(), line: line_no, len: raw.len() });
+                return Err(KeyError::Short {
+                    path: path.into(),
+                    line: line_no,
+                    len: raw.len(),
+                });
             }
             if raw.iter().all(|&b| b == raw[0]) {
-                return Err(KeyError::RepeatedByte { path: path.into(), line: line_no });
+                return Err(KeyError::RepeatedByte {
+                    path: path.into(),
+                    line: line_no,
+                });
             }
             if let Some((first, _)) = raws.iter().find(|(_, r)| *r == raw) {
-                return Err(KeyError::Duplicate { path: path.into(), line: line_no, first: *first });
+                return Err(KeyError::Duplicate {
+                    path: path.into(),
+                    line: line_no,
+                    first: *first,
+                });
             }
             raws.push((line_no, raw));
         }
         if raws.is_empty() {
             return Err(KeyError::Empty { path: path.into() });
         }
-        Ok(Self { keys: raws.iter().map(|(_, r)| SessionKey::from_raw(r)).collect() })
+        Ok(Self {
+            keys: raws.iter().map(|(_, r)| SessionKey::from_raw(r)).collect(),
+        })
     }
 
     pub fn from_raw_keys(raws: &[Vec<u8>]) -> Self {
-        Self { keys: raws.iter().map(|r| SessionKey::from_raw(r)).collect() }
+        Self {
+            keys: raws.iter().map(|r| SessionKey::from_raw(r)).collect(),
+        }
     }
 
     /// The key that signs and seals new material.
@@ -136,18 +167,37 @@ mod tests {
 
     #[test]
     fn refuses_bad_key_files() {
-        assert!(matches!(KeyRing::parse("k", ""), Err(KeyError::Empty { .. })));
-        assert!(matches!(KeyRing::parse("k", "# only a comment\n"), Err(KeyError::Empty { .. })));
-        assert!(matches!(KeyRing::parse("k", "not base64!!"), Err(KeyError::NotBase64 { line: 1, .. })));
+        assert!(matches!(
+            KeyRing::parse("k", ""),
+            Err(KeyError::Empty { .. })
+        ));
+        assert!(matches!(
+            KeyRing::parse("k", "# only a comment\n"),
+            Err(KeyError::Empty { .. })
+        ));
+        assert!(matches!(
+            KeyRing::parse("k", "not base64!!"),
+            Err(KeyError::NotBase64 { line: 1, .. })
+        ));
         let short = URL_SAFE_NO_PAD.encode([7u8, 1, 2, 3]);
-        assert!(matches!(KeyRing::parse("k", &short), Err(KeyError::Short { len: 4, .. })));
+        assert!(matches!(
+            KeyRing::parse("k", &short),
+            Err(KeyError::Short { len: 4, .. })
+        ));
         let rep = URL_SAFE_NO_PAD.encode([0u8; 32]);
-        assert!(matches!(KeyRing::parse("k", &rep), Err(KeyError::RepeatedByte { .. })));
+        assert!(matches!(
+            KeyRing::parse("k", &rep),
+            Err(KeyError::RepeatedByte { .. })
+        ));
         let a = generate_key().unwrap();
         let dup = format!("{a}\n\n{a}\n");
         assert_eq!(
             KeyRing::parse("k", &dup).err(),
-            Some(KeyError::Duplicate { path: "k".into(), line: 3, first: 1 })
+            Some(KeyError::Duplicate {
+                path: "k".into(),
+                line: 3,
+                first: 1
+            })
         );
     }
 

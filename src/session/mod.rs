@@ -61,7 +61,9 @@ pub fn lookup<'a>(
         Err(r) => return Ok(Lookup::Invalid(r)),
     };
     let key = id.store_key();
-    let Some(record) = store.load(&key)? else { return Ok(Lookup::Miss) };
+    let Some(record) = store.load(&key)? else {
+        return Ok(Lookup::Miss);
+    };
     let now = clock.now_ms();
     if let Some(why) = store::is_expired(
         &record,
@@ -84,11 +86,14 @@ pub fn create(
     rng: &dyn ring::rand::SecureRandom,
     identity: Identity,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
-    let id = SessionId::generate(rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
+    let id =
+        SessionId::generate(rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
     let rec = SessionRecord::new(identity, clock.now_ms());
     let key = id.store_key();
     store.create(key, rec)?;
-    let stored = store.load(&key)?.ok_or_else(|| StoreError::Unavailable("session vanished".into()))?;
+    let stored = store
+        .load(&key)?
+        .ok_or_else(|| StoreError::Unavailable("session vanished".into()))?;
     Ok((id.encode(&cfg.keys), stored))
 }
 

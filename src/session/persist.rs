@@ -64,9 +64,15 @@ pub fn save(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
     let mut plain = serde_json::to_vec(&records).map_err(|_| SnapshotError::Seal)?;
     let k = keys.current();
     let mut nonce = [0u8; 12];
-    ring::rand::SystemRandom::new().fill(&mut nonce).map_err(|_| SnapshotError::Seal)?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SnapshotError::Seal)?;
     key_for(&k.seal)?
-        .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(AAD), &mut plain)
+        .seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(AAD),
+            &mut plain,
+        )
         .map_err(|_| SnapshotError::Seal)?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
@@ -103,14 +109,21 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         return Err(SnapshotError::Format(p));
     }
     let kid = &data[MAGIC.len()..MAGIC.len() + KEY_ID_LEN];
-    let k = keys.by_id(kid).ok_or_else(|| SnapshotError::UnknownKey(p.clone()))?;
+    let k = keys
+        .by_id(kid)
+        .ok_or_else(|| SnapshotError::UnknownKey(p.clone()))?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&data[MAGIC.len() + KEY_ID_LEN..head]);
     let body = &mut data[head..];
     let plain = key_for(&k.seal)?
-        .open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(AAD), body)
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(AAD),
+            body,
+        )
         .map_err(|_| SnapshotError::Corrupt(p.clone()))?;
-    let records: Vec<Persisted> = serde_json::from_slice(plain).map_err(|_| SnapshotError::Corrupt(p.clone()))?;
+    let records: Vec<Persisted> =
+        serde_json::from_slice(plain).map_err(|_| SnapshotError::Corrupt(p.clone()))?;
     let mut n = 0;
     for r in records {
         let mut key = [0u8; 32];
@@ -142,8 +155,13 @@ mod tests {
         let path = dir.join("s.snap");
         let keys = ring();
         let s = MemoryStore::new(100);
-        let id = Identity { user: "alice".into(), email: "a@x".into(), groups: vec!["g".into()] };
-        s.create(StoreKey([3; 32]), SessionRecord::new(id.clone(), 42)).unwrap();
+        let id = Identity {
+            user: "alice".into(),
+            email: "a@x".into(),
+            groups: vec!["g".into()],
+        };
+        s.create(StoreKey([3; 32]), SessionRecord::new(id.clone(), 42))
+            .unwrap();
         assert_eq!(save(&s, &keys, &path).unwrap(), 1);
         let s2 = MemoryStore::new(100);
         assert_eq!(load(&s2, &keys, &path).unwrap(), 1);
@@ -151,15 +169,24 @@ mod tests {
         assert_eq!(*r.identity, id);
         assert_eq!(r.created_ms, 42);
         // Another gateway's keys: refused.
-        assert!(matches!(load(&MemoryStore::new(1), &ring(), &path), Err(SnapshotError::UnknownKey(_))));
+        assert!(matches!(
+            load(&MemoryStore::new(1), &ring(), &path),
+            Err(SnapshotError::UnknownKey(_))
+        ));
         // A flipped byte: refused.
         let mut data = std::fs::read(&path).unwrap();
         let last = data.len() - 1;
         data[last] ^= 1;
         std::fs::write(&path, &data).unwrap();
-        assert!(matches!(load(&MemoryStore::new(1), &keys, &path), Err(SnapshotError::Corrupt(_))));
+        assert!(matches!(
+            load(&MemoryStore::new(1), &keys, &path),
+            Err(SnapshotError::Corrupt(_))
+        ));
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(matches!(load(&MemoryStore::new(1), &keys, &path), Err(SnapshotError::Format(_))));
+        assert!(matches!(
+            load(&MemoryStore::new(1), &keys, &path),
+            Err(SnapshotError::Format(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,11 +19,19 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     pub fn new(identity: Identity, created_ms: u64) -> Self {
-        Self { identity: Arc::new(identity), created_ms, last_seen_ms: AtomicU64::new(created_ms) }
+        Self {
+            identity: Arc::new(identity),
+            created_ms,
+            last_seen_ms: AtomicU64::new(created_ms),
+        }
     }
 
     pub fn restored(identity: Identity, created_ms: u64, last_seen_ms: u64) -> Self {
-        Self { identity: Arc::new(identity), created_ms, last_seen_ms: AtomicU64::new(last_seen_ms) }
+        Self {
+            identity: Arc::new(identity),
+            created_ms,
+            last_seen_ms: AtomicU64::new(last_seen_ms),
+        }
     }
 
     pub fn last_seen_ms(&self) -> u64 {
@@ -90,7 +98,11 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(max_sessions: u64) -> Self {
-        Self { cache: moka::sync::Cache::builder().max_capacity(max_sessions).build() }
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max_sessions)
+                .build(),
+        }
     }
 
     /// Every live record, for snapshots.
@@ -133,8 +145,12 @@ impl SessionStore for MemoryStore {
     }
 
     fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
-        let doomed: Vec<StoreKey> =
-            self.cache.iter().filter(|(_, v)| v.identity.user == user).map(|(k, _)| *k).collect();
+        let doomed: Vec<StoreKey> = self
+            .cache
+            .iter()
+            .filter(|(_, v)| v.identity.user == user)
+            .map(|(k, _)| *k)
+            .collect();
         for k in &doomed {
             self.cache.invalidate(k);
         }
@@ -154,7 +170,12 @@ pub enum Expiry {
     Absolute,
 }
 
-pub fn is_expired(rec: &SessionRecord, now_ms: u64, idle_ms: u64, absolute_ms: u64) -> Option<Expiry> {
+pub fn is_expired(
+    rec: &SessionRecord,
+    now_ms: u64,
+    idle_ms: u64,
+    absolute_ms: u64,
+) -> Option<Expiry> {
     if now_ms >= rec.created_ms.saturating_add(absolute_ms) {
         Some(Expiry::Absolute)
     } else if now_ms >= rec.last_seen_ms().saturating_add(idle_ms) {
@@ -169,7 +190,11 @@ mod tests {
     use super::*;
 
     fn id(user: &str) -> Identity {
-        Identity { user: user.into(), email: String::new(), groups: vec![] }
+        Identity {
+            user: user.into(),
+            email: String::new(),
+            groups: vec![],
+        }
     }
 
     #[test]
@@ -190,11 +215,15 @@ mod tests {
         let s = MemoryStore::new(100);
         for i in 0..10u8 {
             let user = if i % 2 == 0 { "alice" } else { "bob" };
-            s.create(StoreKey([i; 32]), SessionRecord::new(id(user), 0)).unwrap();
+            s.create(StoreKey([i; 32]), SessionRecord::new(id(user), 0))
+                .unwrap();
         }
         assert_eq!(s.delete_user("alice").unwrap(), 5);
         assert!(s.load(&StoreKey([0; 32])).unwrap().is_none());
-        assert_eq!(s.load(&StoreKey([1; 32])).unwrap().unwrap().identity.user, "bob");
+        assert_eq!(
+            s.load(&StoreKey([1; 32])).unwrap().unwrap().identity.user,
+            "bob"
+        );
         assert_eq!(s.count(), 5);
     }
 }

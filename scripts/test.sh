@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh Debian machine: installs the build and test
+# dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl), then
+# `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+exec cargo test --all-targets "$@"
