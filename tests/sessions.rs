@@ -843,3 +843,48 @@ http {{
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
 }
+
+#[test]
+fn sighup_reloads_users_and_survives_a_broken_config() {
+    let e = env("reload", Opts::default());
+    let h = e.g.http;
+    let alice = session_of(h, "alice", "alice-pw");
+    assert_eq!(login(h, "carol", "carol-pw", "/", &[]).status, 401);
+    let users = std::fs::read_to_string(e.dir.path("users.toml")).unwrap();
+    let carol = hash_password("carol-pw");
+    e.dir.write(
+        "users.toml",
+        &format!("{users}[[user]]\nname = \"carol\"\npassword = \"{carol}\"\n"),
+    );
+    e.g.proc.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || e
+        .g
+        .proc
+        .log_text()
+        .contains("configuration reloaded")));
+    assert_eq!(login(h, "carol", "carol-pw", "/", &[]).status, 303);
+    assert_eq!(
+        api(h, "/app", &with_cookie(&alice)).status,
+        200,
+        "a reload logs nobody out"
+    );
+
+    let good = std::fs::read_to_string(&e.g.config).unwrap();
+    std::fs::write(
+        &e.g.config,
+        format!("{good}\n[[route]]\npath = \"/x\"\nupstream = \"nope\"\n"),
+    )
+    .unwrap();
+    e.g.proc.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || e
+        .g
+        .proc
+        .log_text()
+        .contains("reload failed")));
+    assert_eq!(
+        api(h, "/app", &with_cookie(&alice)).status,
+        200,
+        "the old config keeps serving"
+    );
+    assert!(e.g.proc.log_text().contains("route names unknown upstream"));
+}
