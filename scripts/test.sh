@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs the build and test
-# dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl), then
+# dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl, and
+# chromium for the real-browser login test), then
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
