@@ -125,3 +125,80 @@ pub fn clear_cookie(cfg: &SessionConfig) -> String {
         same_site(cfg.same_site)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SessionConfig;
+    use keys::KeyRing;
+    use std::path::PathBuf;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    use store::{ManualClock, MemoryStore};
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            keys: Arc::new(KeyRing::from_raw_keys(&[(1u8..=32).collect()])),
+            keys_file: PathBuf::new(),
+            cookie_name: "s".into(),
+            secure: true,
+            same_site: SameSite::Lax,
+            idle_timeout: Duration::from_secs(60),
+            absolute_timeout: Duration::from_secs(300),
+            max_sessions: 100,
+            persist_file: None,
+        }
+    }
+
+    fn look(c: &SessionConfig, s: &MemoryStore, clock: &ManualClock, v: &str) -> Lookup {
+        let header = format!("s={v}");
+        lookup(c, s, clock, [header.as_bytes()].into_iter()).unwrap()
+    }
+
+    /// Moves a manual clock through idle sliding and absolute expiry, through the same
+    /// lookup the proxy uses.
+    #[test]
+    fn lookup_enforces_expiry_with_an_injected_clock() {
+        let (c, s, clock) = (cfg(), MemoryStore::new(100), ManualClock::default());
+        clock.0.store(1_000_000, Ordering::Relaxed);
+        let who = Identity {
+            user: "alice".into(),
+            email: String::new(),
+            groups: vec![],
+        };
+        let (v, _) = create(&c, &s, &clock, &ring::rand::SystemRandom::new(), who).unwrap();
+        for _ in 0..5 {
+            clock.0.fetch_add(50_000, Ordering::Relaxed); // < 60 s idle each time
+            assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
+        }
+        clock.0.fetch_add(51_000, Ordering::Relaxed); // 301 s since login
+        assert!(matches!(
+            look(&c, &s, &clock, &v),
+            Lookup::Expired(Expiry::Absolute)
+        ));
+        assert!(
+            matches!(look(&c, &s, &clock, &v), Lookup::Miss),
+            "an expired session is deleted"
+        );
+
+        let who = Identity {
+            user: "bob".into(),
+            email: String::new(),
+            groups: vec![],
+        };
+        let (v, _) = create(&c, &s, &clock, &ring::rand::SystemRandom::new(), who).unwrap();
+        clock.0.fetch_add(60_000, Ordering::Relaxed);
+        assert!(matches!(
+            look(&c, &s, &clock, &v),
+            Lookup::Expired(Expiry::Idle)
+        ));
+        assert!(matches!(
+            look(&c, &s, &clock, "garbage"),
+            Lookup::Invalid(_)
+        ));
+        assert!(matches!(
+            lookup(&c, &s, &clock, std::iter::empty()).unwrap(),
+            Lookup::None
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Load benchmark: portcullis beside nginx on this machine, same load generator, same
+# connections, same number of workers, same upstream, interleaved rounds.
+#
+#   bash benches/load.sh            # defaults: 3 rounds x 5 s, wrk -t1 -c32, 1 worker each
+#   ROUNDS=5 DURATION=10s CONNS=64 WORKERS=2 bash benches/load.sh
+#
+# Prints requests/s and p50/p99 latency (medians over rounds) for:
+#   1. upstream direct            (the physical limit)
+#   2. nginx reverse proxy        (keep-alive to the upstream, no sessions): the bar
+#   3. portcullis, public route
+#   4. portcullis, authenticated route with a valid session cookie
+#   5. nginx auth_request -> portcullis /.auth/verify -> upstream
+# and the ratios of 3, 4 and 5 to 2. Results also go to target/load-bench.txt.
+# Numbers are measurements, not assertions: nothing here passes or fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}      # wrk threads
+WORKERS=${WORKERS:-1}      # nginx worker_processes = portcullis threads
+OUT=${OUT:-target/load-bench.txt}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v cmake >/dev/null || need+=(cmake)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release -q
+BIN=target/release/portcullis
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port)
+
+nginx_conf() { # name, body
+  mkdir -p "$WORK/$1"
+  cat > "$WORK/$1/nginx.conf" <<NGINX
+daemon off;
+worker_processes $WORKERS;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1; proxy_temp_path $WORK/$1; fastcgi_temp_path $WORK/$1;
+  uwsgi_temp_path $WORK/$1; scgi_temp_path $WORK/$1;
+  keepalive_requests 1000000;
+  $2
+}
+NGINX
+  "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" &
+  PIDS+=($!)
+}
+
+# The upstream: a separate nginx returning a small static body.
+nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }"
+# The bar: nginx as a plain reverse proxy with upstream keep-alive.
+nginx_conf proxy "upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+# What people build by hand today: nginx auth_request against portcullis' verify endpoint.
+nginx_conf authreq "upstream app { server 127.0.0.1:$UP; keepalive 64; }
+  upstream gate { server 127.0.0.1:$PC; keepalive 64; }
+  server { listen 127.0.0.1:$NGXA;
+    location = /_auth { internal; proxy_pass http://gate/.auth/verify; proxy_http_version 1.1;
+      proxy_set_header Connection \"\"; proxy_pass_request_body off; proxy_set_header Content-Length \"\"; }
+    location / { auth_request /_auth; auth_request_set \$user \$upstream_http_x_forwarded_user;
+      proxy_set_header X-Forwarded-User \$user; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+
+# portcullis with one public and one authenticated route.
+"$BIN" gen-key > "$WORK/session.keys"
+PW=bench-password
+HASH=$(echo "$PW" | "$BIN" hash-password)
+cat > "$WORK/users.toml" <<USERS
+[[user]]
+name = "bench"
+password = "$HASH"
+email = "bench@example.com"
+groups = ["bench"]
+USERS
+cat > "$WORK/gateway.toml" <<TOML
+[listen]
+http = ["127.0.0.1:$PC"]
+threads = $WORKERS
+[admin]
+listen = "127.0.0.1:$ADM"
+[session]
+keys_file = "session.keys"
+secure = false
+[auth]
+users_file = "users.toml"
+[[upstream]]
+name = "app"
+targets = ["127.0.0.1:$UP"]
+[[route]]
+path = "/"
+upstream = "app"
+[[route]]
+path = "/public"
+upstream = "app"
+access = "public"
+TOML
+RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/portcullis.log" &
+PIDS+=($!)
+for p in $UP $NGX $NGXA $PC $ADM; do wait_port "$p"; done
+
+COOKIE=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PC/.auth/login" \
+  --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
+  | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}')
+[ -n "$COOKIE" ] || { echo "login failed" >&2; cat "$WORK/portcullis.log" >&2; exit 1; }
+# Sanity: each path answers 200 before it is measured.
+for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x"; do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "$url did not answer 200" >&2; exit 1; }
+done
+for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x"; do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$url")" = 200 ] || { echo "$url did not answer 200 with a session" >&2; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$url did not answer 401 without a session" >&2; exit 1; }
+done
+
+NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify")
+URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x")
+HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE")
+
+# wrk latency in ms from "50%    1.23ms" style lines.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
+
+RES="$WORK/results"; : > "$RES"
+for r in $(seq 1 "$ROUNDS"); do
+  for i in "${!NAMES[@]}"; do
+    args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
+    [ -n "${HDRS[$i]}" ] && args+=(-H "${HDRS[$i]}")
+    out=$(wrk "${args[@]}" "${URLS[$i]}")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+    [ -n "$errs" ] && echo "warning: ${NAMES[$i]} round $r: $errs" >&2
+    echo "$i $rps $p50 $p99" >> "$RES"
+    printf '  round %d  %-28s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "${NAMES[$i]}" "$rps" "$p50" "$p99" >&2
+  done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+{
+  echo "portcullis load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -sr)"
+  echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; $WORKERS nginx worker(s) / portcullis thread(s); upstream: 1-worker nginx static body"
+  printf '%-28s %12s %10s %10s %12s\n' "" "req/s" "p50 ms" "p99 ms" "vs nginx"
+  base=$(awk '$1==1 {print $2}' "$RES" | median)
+  for i in "${!NAMES[@]}"; do
+    rps=$(awk -v i="$i" '$1==i {print $2}' "$RES" | median)
+    p50=$(awk -v i="$i" '$1==i {print $3}' "$RES" | median)
+    p99=$(awk -v i="$i" '$1==i {print $4}' "$RES" | median)
+    ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2fx", a/b}')
+    printf '%-28s %12.0f %10.3f %10.3f %12s\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$ratio"
+  done
+} | tee "$OUT"
