@@ -11,6 +11,7 @@
 #   3. portcullis, public route
 #   4. portcullis, authenticated route with a valid session cookie
 #   5. nginx auth_request -> portcullis /.auth/verify -> upstream
+#   6. a bare pingora proxy (benches/bare_pingora.rs): what pingora alone costs
 # and the ratios of 3, 4 and 5 to 2. Results also go to target/load-bench.txt.
 # Numbers are measurements, not assertions: nothing here passes or fails.
 set -euo pipefail
@@ -35,8 +36,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -q
+cargo build --release -q --bin portcullis --example bare_pingora
 BIN=target/release/portcullis
+BARE=target/release/examples/bare_pingora
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -50,7 +52,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port)
+UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port); BP=$(free_port)
 
 nginx_conf() { # name, body
   mkdir -p "$WORK/$1"
@@ -121,7 +123,10 @@ access = "public"
 TOML
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/portcullis.log" &
 PIDS+=($!)
-for p in $UP $NGX $NGXA $PC $ADM; do wait_port "$p"; done
+# Reference: a bare pingora proxy with nothing of ours in it.
+RUST_LOG=warn "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$WORK/bare.log" &
+PIDS+=($!)
+for p in $UP $NGX $NGXA $PC $ADM $BP; do wait_port "$p"; done
 
 COOKIE=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PC/.auth/login" \
   --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
@@ -136,9 +141,9 @@ for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$url did not answer 401 without a session" >&2; exit 1; }
 done
 
-NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify")
-URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x")
-HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE")
+NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)")
+URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/")
+HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "")
 
 # wrk latency in ms from "50%    1.23ms" style lines.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }

@@ -87,12 +87,28 @@ where
 /// Install the global subscriber and the `log` bridge. `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_log::LogTracer::init();
+    // Cap the `log` crate at the most verbose level the filter can let through: otherwise
+    // every `debug!`/`trace!` in pingora's hot path builds a record only to be dropped.
+    let max = match filter.max_level_hint() {
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::OFF => log::LevelFilter::Off,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::ERROR => log::LevelFilter::Error,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::WARN => log::LevelFilter::Warn,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::INFO => log::LevelFilter::Info,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    let _ = tracing_log::LogTracer::builder().with_max_level(max).init();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // `finish` + `set_global_default` rather than `try_init`, which would try to install a
+    // second, uncapped `log` bridge.
     let _ = match format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.with_target(true).try_init(),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(builder.event_format(JsonLines).finish())
+        }
+        LogFormat::Text => {
+            tracing::subscriber::set_global_default(builder.with_target(true).finish())
+        }
     };
 }

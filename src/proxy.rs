@@ -10,12 +10,53 @@ use crate::respond::Reply;
 use crate::router::{self, canonical_host};
 use crate::session::{self, Lookup};
 use async_trait::async_trait;
+use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
+
+static LABEL_NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("none"));
+static LABEL_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("auth"));
+static LABEL_REDIRECT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("https_redirect"));
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static HSTS: HeaderName = HeaderName::from_static("strict-transport-security");
+
+/// Status code label without a per-request allocation for the common codes.
+fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        101 => "101",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        c if (100..200).contains(&c) => "1xx",
+        c if (200..300).contains(&c) => "2xx",
+        c if (300..400).contains(&c) => "3xx",
+        c if (400..500).contains(&c) => "4xx",
+        _ => "5xx",
+    }
+}
 
 /// The session store did not answer; the details are already logged.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +79,8 @@ pub struct RequestCtx {
     pub path: String,
     pub query: Option<String>,
     pub route: Option<Arc<RouteConfig>>,
-    pub route_label: String,
+    /// The `route` metric label: a route name or one of the fixed labels below.
+    pub route_label: Arc<str>,
     pub identity: Option<Arc<Identity>>,
     pub target: Option<String>,
     upstream_start: Option<Instant>,
@@ -211,7 +253,7 @@ impl ProxyHttp for Gateway {
             path: String::new(),
             query: None,
             route: None,
-            route_label: "none".into(),
+            route_label: LABEL_NONE.clone(),
             identity: None,
             target: None,
             upstream_start: None,
@@ -276,7 +318,7 @@ impl ProxyHttp for Gateway {
 
         // Step 1 (redirect half): plain HTTP only redirects when TLS is on.
         if ctx.config.tls.is_some() && !ctx.tls {
-            ctx.route_label = "https_redirect".into();
+            ctx.route_label = LABEL_REDIRECT.clone();
             return match self.https_location(ctx, &raw) {
                 Some(loc) if raw.starts_with('/') => {
                     self.reply(session, ctx, Reply::redirect(308, &loc), false)
@@ -317,7 +359,7 @@ impl ProxyHttp for Gateway {
             .strip_prefix(prefix.as_str())
             .filter(|s| s.is_empty() || s.starts_with('/'))
         {
-            ctx.route_label = "auth".into();
+            ctx.route_label = LABEL_AUTH.clone();
             let sub = sub.to_string();
             let reply = crate::auth::endpoints::handle(self, session, ctx, &sub).await?;
             return self.reply(session, ctx, reply, false).await;
@@ -465,15 +507,15 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.identity {
             cfg.identity.inject(req, id)?;
         }
-        req.insert_header("x-forwarded-for", client_ip(session))?;
-        req.insert_header("x-forwarded-proto", ctx.scheme())?;
+        req.insert_header(X_FORWARDED_FOR.clone(), client_ip(session))?;
+        req.insert_header(X_FORWARDED_PROTO.clone(), ctx.scheme())?;
         if let Some(h) = &ctx.host_raw {
-            req.insert_header("x-forwarded-host", h.as_str())?;
+            req.insert_header(X_FORWARDED_HOST.clone(), h.as_str())?;
             if !req.headers.contains_key(http::header::HOST) {
                 req.insert_header(http::header::HOST, h.as_str())?;
             }
         }
-        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
         // Step 3: the upstream receives exactly the path that was authorized.
         if let Some(route) = &ctx.route {
             let path = if route.strip_prefix {
@@ -530,9 +572,9 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(h) = self.hsts(ctx) {
-            resp.insert_header("strict-transport-security", h)?;
+            resp.insert_header(HSTS.clone(), h)?;
         }
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
         Ok(())
     }
 
@@ -599,10 +641,10 @@ impl ProxyHttp for Gateway {
         let m = &self.shared.metrics;
         let method = method_label(&session.req_header().method);
         m.requests
-            .with_label_values(&[&ctx.route_label, method, &status.to_string()])
+            .with_label_values(&[&*ctx.route_label, method, status_label(status)])
             .inc();
         m.request_duration
-            .with_label_values(&[&ctx.route_label])
+            .with_label_values(&[&*ctx.route_label])
             .observe(elapsed.as_secs_f64());
         if let (Some(start), Some(route)) = (ctx.upstream_start, &ctx.route) {
             m.upstream_duration

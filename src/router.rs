@@ -216,7 +216,7 @@ mod tests {
     }
 
     fn name<'a>(t: &'a RouteTable, host: Option<&str>, path: &str) -> Option<&'a str> {
-        t.find(host, path).map(|r| r.name.as_str())
+        t.find(host, path).map(|r| &*r.name)
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub enum Access {
 #[derive(Debug)]
 pub struct RouteConfig {
     /// Used as the metrics label and in logs: never a raw request path.
-    pub name: String,
+    pub name: Arc<str>,
     pub host: Option<HostPattern>,
     pub prefix: String,
     pub upstream: Arc<Upstream>,
@@ -333,7 +333,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             )
         });
         routes.push(RouteConfig {
-            name,
+            name: name.into(),
             host,
             prefix,
             upstream,

@@ -1,0 +1,53 @@
+//! A reference point for `benches/load.sh`: the smallest possible pingora 0.9 reverse
+//! proxy (no sessions, no filters, same allocator and thread count as portcullis). The
+//! difference between this and nginx is what pingora itself costs; the difference between
+//! this and portcullis is what portcullis adds.
+//!
+//! `cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS`
+
+use async_trait::async_trait;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::net::SocketAddr;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Bare(SocketAddr);
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(upstream), Some(threads)) = (args.get(1), args.get(2), args.get(3))
+    else {
+        eprintln!("usage: bare_pingora LISTEN UPSTREAM THREADS");
+        std::process::exit(2);
+    };
+    let (Ok(upstream), Ok(threads)) = (upstream.parse::<SocketAddr>(), threads.parse::<usize>())
+    else {
+        eprintln!("bad UPSTREAM or THREADS");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever();
+}
