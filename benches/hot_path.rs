@@ -25,7 +25,7 @@ fn routes(n: usize) -> RouteTable {
     RouteTable::new(
         (0..n)
             .map(|i| RouteConfig {
-                name: format!("r{i}"),
+                name: format!("r{i}").into(),
                 host: (i % 3 == 0)
                     .then(|| HostPattern::parse(&format!("h{i}.example.com")).unwrap()),
                 prefix: format!("/svc{i}/api"),
