@@ -23,6 +23,8 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}      # wrk threads
 WORKERS=${WORKERS:-1}      # nginx worker_processes = portcullis threads
 OUT=${OUT:-target/load-bench.txt}
+RATE=${RATE:-5000}         # fixed request rate for the latency phase (oha -q)
+RATE_DURATION=${RATE_DURATION:-10s}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -35,6 +37,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# oha measures latency at a fixed rate with coordinated-omission correction (wrk cannot).
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null || { echo "installing oha (cargo install, a few minutes, once)" >&2; cargo install oha --locked -q; }
 
 cargo build --release -q --bin portcullis --example bare_pingora
 BIN=target/release/portcullis
@@ -165,6 +170,24 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Latency at a fixed, moderate rate: nginx proxy vs portcullis (public and authenticated).
+FIXED=(1 2 3)
+LAT="$WORK/latency"; : > "$LAT"
+for r in $(seq 1 "$ROUNDS"); do
+  for i in "${FIXED[@]}"; do
+    args=(-z "$RATE_DURATION" -q "$RATE" -c "$CONNS" --latency-correction --no-tui --output-format json)
+    [ -n "${HDRS[$i]}" ] && args+=(-H "${HDRS[$i]}")
+    oha "${args[@]}" "${URLS[$i]}" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["latencyPercentiles"]
+ok = d["statusCodeDistribution"].get("200", 0)
+total = sum(d["statusCodeDistribution"].values()) or 1
+print(sys.argv[1], p["p50"] * 1000, p["p99"] * 1000, d["summary"]["requestsPerSec"], ok / total)' "$i" >> "$LAT"
+    tail -1 "$LAT" | awk -v n="${NAMES[$i]}" -v r="$r" '{printf "  fixed %s  round %d  %-26s p50 %7.3f ms  p99 %7.3f ms  (%.0f req/s, %.1f%% 200)\n", "'"$RATE"'/s", r, n, $2, $3, $4, $5*100}' >&2
+  done
+done
 {
   echo "portcullis load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -sr)"
@@ -177,5 +200,14 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
     p99=$(awk -v i="$i" '$1==i {print $4}' "$RES" | median)
     ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2fx", a/b}')
     printf '%-28s %12.0f %10.3f %10.3f %12s\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$ratio"
+  done
+  echo
+  echo "fixed rate: oha -q $RATE -c $CONNS -z $RATE_DURATION --latency-correction, medians over $ROUNDS rounds"
+  printf '%-28s %10s %10s %16s\n' "" "p50 ms" "p99 ms" "p99 - nginx ms"
+  nginx99=$(awk '$1==1 {print $3}' "$LAT" | median)
+  for i in "${FIXED[@]}"; do
+    p50=$(awk -v i="$i" '$1==i {print $2}' "$LAT" | median)
+    p99=$(awk -v i="$i" '$1==i {print $3}' "$LAT" | median)
+    printf '%-28s %10.3f %10.3f %+16.3f\n' "${NAMES[$i]}" "$p50" "$p99" "$(awk -v a="$p99" -v b="$nginx99" 'BEGIN {print a-b}')"
   done
 } | tee "$OUT"

@@ -147,7 +147,7 @@ fn main() {
     let mut child = std::process::Command::new(&bin)
         .args(["run", "-c", dir.join("gateway.toml").to_str().unwrap_or("")])
         .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("gateway.log")).expect("log"))
         .spawn()
         .expect("start gateway");
     let mut served = None;
@@ -160,6 +160,10 @@ fn main() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+    if let Some(line) = log.lines().find(|l| l.contains("restored sessions")) {
+        println!("  gateway log: {line}");
+    }
     match served {
         Some(d) => println!(
             "gateway restart with {loaded} sessions: a restored cookie was served after {d:.2?}"

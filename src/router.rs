@@ -82,9 +82,13 @@ pub fn canonical_host(raw: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
+/// Keys come from the config, so a fast non-cryptographic hasher is safe here: request
+/// paths only probe the table, they cannot insert colliding keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct PrefixTable {
-    by_prefix: HashMap<String, usize>,
+    by_prefix: FastMap<String, usize>,
 }
 
 impl PrefixTable {
@@ -119,7 +123,7 @@ impl PrefixTable {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<RouteConfig>>,
-    exact: HashMap<String, PrefixTable>,
+    exact: FastMap<String, PrefixTable>,
     /// Longest suffix first, so `*.a.example.com` wins over `*.example.com`.
     wildcard: Vec<(String, PrefixTable)>,
     any: PrefixTable,

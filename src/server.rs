@@ -50,10 +50,16 @@ pub fn build_shared(config: Config) -> Result<Arc<Shared>, ServeError> {
     let cfg = shared.config.load();
     if let Some(scfg) = &cfg.session {
         if let Some(path) = &scfg.persist_file {
+            let started = std::time::Instant::now();
             match persist::load(&shared.store, &scfg.keys, path) {
-                Ok(n) => {
-                    tracing::info!(sessions = n, file = %path.display(), "restored sessions from snapshot")
-                }
+                // Logged at warn so it is seen even with RUST_LOG=warn: a restart that lost
+                // (or slowly restored) sessions is what an operator looks for first.
+                Ok(n) => tracing::warn!(
+                    sessions = n,
+                    file = %path.display(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "restored sessions from snapshot"
+                ),
                 Err(e) => tracing::error!(error = %e, "session snapshot not restored"),
             }
         }
