@@ -171,8 +171,9 @@ done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-# Latency at a fixed, moderate rate: nginx proxy vs portcullis (public and authenticated).
-FIXED=(1 2 3)
+# Latency at a fixed, moderate rate: nginx proxy, portcullis (public and authenticated)
+# and the bare pingora reference.
+FIXED=(1 2 3 5)
 LAT="$WORK/latency"; : > "$LAT"
 for r in $(seq 1 "$ROUNDS"); do
   for i in "${FIXED[@]}"; do

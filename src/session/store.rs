@@ -211,6 +211,32 @@ mod tests {
     }
 
     #[test]
+    fn max_sessions_evicts_and_never_mixes_identities() {
+        let s = MemoryStore::new(50);
+        for i in 0..1000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            s.create(StoreKey(k), SessionRecord::new(id(&format!("user{i}")), 0))
+                .unwrap();
+        }
+        assert!(s.count() <= 50, "bounded: {}", s.count());
+        let mut found = 0;
+        for i in 0..1000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            if let Some(r) = s.load(&StoreKey(k)).unwrap() {
+                assert_eq!(
+                    r.identity.user,
+                    format!("user{i}"),
+                    "a key only ever maps to its own session"
+                );
+                found += 1;
+            }
+        }
+        assert!(found > 0 && found <= 50);
+    }
+
+    #[test]
     fn delete_user_removes_only_that_user() {
         let s = MemoryStore::new(100);
         for i in 0..10u8 {
