@@ -136,6 +136,16 @@ pub fn raw_head_has_both_lengths(raw_head: &[u8]) -> bool {
     cl && te
 }
 
+/// A line ending that is a bare LF. RFC 9112 lets a recipient accept them, and pingora does;
+/// we refuse them, because a different parser on another hop may not agree on where the
+/// header ends.
+pub fn raw_head_has_bare_lf(raw_head: &[u8]) -> bool {
+    raw_head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || raw_head[i - 1] != b'\r'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +156,13 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn bare_line_feeds() {
+        assert!(raw_head_has_bare_lf(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(raw_head_has_bare_lf(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
+        assert!(!raw_head_has_bare_lf(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
 
     #[test]

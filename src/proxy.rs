@@ -267,20 +267,24 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // Step 2: refuse malformed requests.
-        if session
-            .req_header()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING)
-            && session
-                .as_http1()
-                .is_some_and(|h1| hygiene::raw_head_has_both_lengths(&h1.get_headers_raw_bytes()))
-        {
-            let r = Reply::error(
-                400,
-                "bad_framing",
-                "both Content-Length and Transfer-Encoding",
-            );
-            return self.reply(session, ctx, r, true).await;
+        if let Some(raw) = session.as_http1().map(|h1| h1.get_headers_raw_bytes()) {
+            let framing = if hygiene::raw_head_has_bare_lf(&raw) {
+                Some("bare LF line ending")
+            } else if session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+                && hygiene::raw_head_has_both_lengths(&raw)
+            {
+                Some("both Content-Length and Transfer-Encoding")
+            } else {
+                None
+            };
+            if let Some(why) = framing {
+                return self
+                    .reply(session, ctx, Reply::error(400, "bad_framing", why), true)
+                    .await;
+            }
         }
         if let Err(r) = hygiene::check(session.req_header(), session.is_http2()) {
             return self

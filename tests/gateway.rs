@@ -195,6 +195,16 @@ fn malformed_requests_get_clear_answers() {
     assert_eq!(status(&out), 400, "invalid Host: {out}");
     let out = raw(h, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(status(&out), 400, "missing Host: {out}");
+    for bad in [
+        format!("GET / HTTP/1.1\nHost: {h}\n\n"),
+        format!("GET / HTTP/1.1\r\nHost: {h}\r\nX-A: a\rb\r\n\r\n"),
+        format!("GET / HTTP/1.1\r\nHost: {h}\r\nX-A: a\r\n folded\r\n\r\n"),
+        format!("GET / HTTP/1.1\r\nHost: {h}\r\nX-A : a\r\n\r\n"),
+        format!("GET / HTTP/1.1\r\nHost: {h}\r\nX-A: a\x00b\r\n\r\n"),
+    ] {
+        let out = raw(h, bad.as_bytes());
+        assert_eq!(status(&out), 400, "{bad:?}: {out}");
+    }
 
     for path in [
         "/a%2fb",
