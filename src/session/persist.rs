@@ -63,6 +63,18 @@ impl<'a> Reader<'a> {
         let n = self.u16()?;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
+    fn skip_string(&mut self) -> Option<()> {
+        let n = self.u16()?;
+        std::str::from_utf8(self.take(n)?).ok().map(|_| ())
+    }
+    /// Validate one record without allocating.
+    fn skip(&mut self) -> Option<()> {
+        self.take(48)?;
+        self.skip_string()?;
+        self.skip_string()?;
+        let n = self.u16()?;
+        (0..n).try_for_each(|_| self.skip_string())
+    }
     fn record(&mut self) -> Option<(StoreKey, SessionRecord)> {
         let mut key = [0u8; 32];
         key.copy_from_slice(self.take(32)?);
@@ -174,37 +186,36 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
             body,
         )
         .map_err(|_| SnapshotError::Corrupt(p.clone()))?;
-    // Decode everything before touching the store: a snapshot that authenticates but does
-    // not parse is still refused whole.
-    let mut reader = Reader(plain);
-    let mut records = Vec::new();
-    while !reader.0.is_empty() {
-        records.push(
-            reader
-                .record()
-                .ok_or_else(|| SnapshotError::Corrupt(p.clone()))?,
-        );
-    }
-    let n = records.len();
-    // Inserting into the concurrent cache dominates a large restore; spread it over the
-    // available cores.
+    // First pass, without allocating: check that every record is well formed (a snapshot
+    // that authenticates but does not parse is refused whole, before the store is touched)
+    // and note where each worker's share of the records starts.
     let workers = std::thread::available_parallelism()
         .map_or(1, |c| c.get())
         .clamp(1, 8);
-    let per = n.div_ceil(workers).max(1);
-    let mut chunks: Vec<Vec<(StoreKey, SessionRecord)>> = Vec::with_capacity(workers);
-    let mut it = records.into_iter();
-    loop {
-        let chunk: Vec<_> = it.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
+    let mut reader = Reader(plain);
+    let mut starts = Vec::new();
+    let mut n = 0usize;
+    while !reader.0.is_empty() {
+        starts.push(plain.len() - reader.0.len());
+        reader
+            .skip()
+            .ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
+        n += 1;
     }
+    let per = n.div_ceil(workers).max(1);
+    let mut ranges = Vec::with_capacity(workers);
+    for (w, chunk) in starts.chunks(per).enumerate() {
+        let from = chunk[0];
+        let to = starts.get((w + 1) * per).copied().unwrap_or(plain.len());
+        ranges.push(&plain[from..to]);
+    }
+    // Second pass, in parallel: decode and insert. Page faults for the new records and
+    // cache inserts dominate a large restore, and both spread over cores.
     std::thread::scope(|scope| {
-        for chunk in chunks {
+        for range in ranges {
             scope.spawn(move || {
-                for (key, rec) in chunk {
+                let mut r = Reader(range);
+                while let Some((key, rec)) = r.record() {
                     // The memory store cannot fail.
                     let _ = store.create(key, rec);
                 }
