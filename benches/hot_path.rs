@@ -34,6 +34,7 @@ fn routes(n: usize) -> RouteTable {
                 allow_users: vec![],
                 allow_groups: vec![],
                 strip_prefix: false,
+                issues_sessions: false,
             })
             .collect(),
     )

@@ -105,6 +105,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         allow_users: vec![],
         allow_groups: vec![],
         strip_prefix: false,
+        issues_sessions: false,
     };
     let config = Config {
         path: PathBuf::from("<demo>"),

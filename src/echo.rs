@@ -3,7 +3,9 @@
 //!
 //! A few controls, all opt-in through the request, let tests model real upstream trouble:
 //! `?echo_sleep_ms=N` answers late, `/status/NNN` answers with that status,
-//! `x-echo-set-cookie: V` adds `Set-Cookie: V`, and an `Upgrade` request is accepted
+//! `x-echo-set-cookie: V` adds `Set-Cookie: V`, `x-echo-response-header: Name: value`
+//! adds any response header (a stand-in for an app's own login handler), and an
+//! `Upgrade` request is accepted
 //! with `101` and then echoes raw bytes (WebSocket pass-through).
 
 use std::net::SocketAddr;
@@ -168,6 +170,9 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
         for (k, v) in &req.headers {
             if k.eq_ignore_ascii_case("x-echo-set-cookie") {
                 head.push_str(&format!("set-cookie: {v}\r\n"));
+            }
+            if k.eq_ignore_ascii_case("x-echo-response-header") && v.contains(':') {
+                head.push_str(&format!("{v}\r\n"));
             }
         }
         if close {

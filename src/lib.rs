@@ -24,5 +24,6 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod session_headers;
 pub mod tls;
 pub mod upstream;

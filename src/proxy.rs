@@ -82,6 +82,8 @@ pub struct RequestCtx {
     /// The `route` metric label: a route name or one of the fixed labels below.
     pub route_label: Arc<str>,
     pub identity: Option<Arc<Identity>>,
+    /// The store key of the session the request carried, if it was valid.
+    pub session_key: Option<crate::session::cookie::StoreKey>,
     pub target: Option<String>,
     upstream_start: Option<Instant>,
 }
@@ -231,6 +233,85 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Act on `Portcullis-Login`/`-Logout` from an upstream, on routes that allow it.
+    fn upstream_session_instruction(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+        instruction: crate::session_headers::Instruction,
+    ) -> pingora::Result<()> {
+        use crate::session::store::SessionStore;
+        use crate::session_headers::Instruction;
+        let route = ctx.route.clone();
+        let issuing = route.as_ref().is_some_and(|r| r.issues_sessions);
+        let Some(scfg) = ctx.config.session.as_ref().filter(|_| issuing) else {
+            tracing::error!(
+                request_id = %ctx.request_id,
+                route = %ctx.route_label,
+                "upstream sent Portcullis-Login/-Logout on a route without issues_sessions; removed and ignored"
+            );
+            return Ok(());
+        };
+        let store = self.shared.store.as_ref();
+        match instruction {
+            Instruction::Invalid(why) => {
+                tracing::error!(request_id = %ctx.request_id, route = %ctx.route_label, reason = %why, "upstream login refused");
+            }
+            Instruction::Logout => {
+                if let Some(key) = ctx.session_key.take() {
+                    if let Err(e) = store.delete(&key) {
+                        tracing::error!(request_id = %ctx.request_id, error = %e, "upstream logout could not reach the session store");
+                        return Err(pingora::Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            "session store unavailable",
+                        ));
+                    }
+                }
+                tracing::info!(request_id = %ctx.request_id, user = %ctx.user(), route = %ctx.route_label, "logout by upstream");
+                resp.append_header(http::header::SET_COOKIE, session::clear_cookie(scfg))?;
+                resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            }
+            Instruction::Login(identity) => {
+                // A fresh id every time: the session the request carried (if any) ends.
+                if let Some(key) = ctx.session_key.take() {
+                    let _ = store.delete(&key);
+                }
+                match session::create(
+                    scfg,
+                    store,
+                    self.shared.clock.as_ref(),
+                    &self.shared.rng,
+                    identity,
+                ) {
+                    Ok((value, record)) => {
+                        tracing::info!(request_id = %ctx.request_id, user = %record.identity.user, route = %ctx.route_label, "login by upstream");
+                        self.shared
+                            .metrics
+                            .logins
+                            .with_label_values(&["success"])
+                            .inc();
+                        ctx.identity = Some(record.identity.clone());
+                        resp.append_header(
+                            http::header::SET_COOKIE,
+                            session::set_cookie(scfg, &value),
+                        )?;
+                        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                    }
+                    Err(e) => {
+                        tracing::error!(request_id = %ctx.request_id, error = %e, "could not store upstream-issued session");
+                        return Err(pingora::Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            "session store unavailable",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn allowed(route: &RouteConfig, id: &Identity) -> bool {
     if route.allow_users.is_empty() && route.allow_groups.is_empty() {
         return true;
@@ -255,6 +336,7 @@ impl ProxyHttp for Gateway {
             route: None,
             route_label: LABEL_NONE.clone(),
             identity: None,
+            session_key: None,
             target: None,
             upstream_start: None,
         }
@@ -406,6 +488,7 @@ impl ProxyHttp for Gateway {
         };
         if let Lookup::Hit(s) = &lookup {
             ctx.identity = Some(s.record.identity.clone());
+            ctx.session_key = Some(s.key);
         }
 
         // Step 7: policy.
@@ -574,6 +657,9 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
+        }
+        if let Some(instruction) = crate::session_headers::take(resp) {
+            self.upstream_session_instruction(resp, ctx, instruction)?;
         }
         if let Some(h) = self.hsts(ctx) {
             resp.insert_header(HSTS.clone(), h)?;

@@ -216,6 +216,7 @@ mod tests {
             allow_users: vec![],
             allow_groups: vec![],
             strip_prefix: false,
+            issues_sessions: false,
         }
     }
 

@@ -107,6 +107,11 @@ allow_groups = ["admin"]
 path = "/bob-only"
 upstream = "app"
 allow_users = ["bob"]
+[[route]]
+path = "/app-login"
+upstream = "app"
+access = "public"
+issues_sessions = true
 "#,
             http = a.http,
             admin = a.admin,
@@ -887,4 +892,84 @@ fn sighup_reloads_users_and_survives_a_broken_config() {
         "the old config keeps serving"
     );
     assert!(e.g.proc.log_text().contains("route names unknown upstream"));
+}
+
+#[test]
+fn an_upstream_with_its_own_login_can_start_and_end_sessions() {
+    let e = env("issued", Opts::default());
+    let h = e.g.http;
+    let login_hdr =
+        r#"Portcullis-Login: {"user": "carol", "email": "carol@example.com", "groups": ["ops"]}"#;
+
+    // The app's login handler answers with Portcullis-Login: the gateway starts a session.
+    let before = session_of(h, "bob", "bob-pw");
+    let r = request(
+        h,
+        "POST",
+        "/app-login",
+        &[
+            ("Cookie", &with_cookie(&before)),
+            ("x-echo-response-header", login_hdr),
+        ],
+        "u=carol",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("portcullis-login").is_none(),
+        "the header never reaches the client"
+    );
+    let v = r.set_cookie_value(COOKIE).expect("session cookie");
+    assert_ne!(v, before, "a fresh id");
+    assert_eq!(
+        api(h, "/app", &with_cookie(&before)).status,
+        401,
+        "the session the request carried ended"
+    );
+    let seen = api(h, "/app", &with_cookie(&v));
+    assert_eq!(seen.upstream_header("x-forwarded-user"), ["carol"]);
+    assert_eq!(seen.upstream_header("x-forwarded-groups"), ["ops"]);
+
+    // Portcullis-Logout ends it.
+    let r = get(
+        h,
+        "/app-login/out",
+        &[
+            ("Cookie", &with_cookie(&v)),
+            ("x-echo-response-header", "Portcullis-Logout: 1"),
+        ],
+    );
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert!(r.header("portcullis-logout").is_none());
+    assert_eq!(api(h, "/app", &with_cookie(&v)).status, 401);
+
+    // From any other route the headers are removed and never honoured.
+    for path in ["/public/x", "/app"] {
+        let cookie = with_cookie(&session_of(h, "bob", "bob-pw"));
+        let r = get(
+            h,
+            path,
+            &[("Cookie", &cookie), ("x-echo-response-header", login_hdr)],
+        );
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("set-cookie").is_none() && r.header("portcullis-login").is_none(),
+            "{path}: {r:?}"
+        );
+        assert_eq!(
+            api(h, "/app", &cookie).upstream_header("x-forwarded-user"),
+            ["bob"]
+        );
+    }
+    // Malformed or hostile identities are refused.
+    for bad in [
+        r#"Portcullis-Login: {"user": ""}"#,
+        "Portcullis-Login: not-json",
+        r#"Portcullis-Login: {"user": "a", "admin": true}"#,
+    ] {
+        let r = get(h, "/app-login", &[("x-echo-response-header", bad)]);
+        assert!(r.header("set-cookie").is_none(), "{bad}: {r:?}");
+    }
+    let log = e.g.proc.log_text();
+    assert!(log.contains("login by upstream") && log.contains("logout by upstream"));
+    assert!(log.contains("without issues_sessions"));
 }

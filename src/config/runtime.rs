@@ -98,6 +98,8 @@ pub struct RouteConfig {
     pub allow_users: Vec<String>,
     pub allow_groups: Vec<String>,
     pub strip_prefix: bool,
+    /// The upstream may start and end sessions with `Portcullis-Login`/`-Logout`.
+    pub issues_sessions: bool,
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
@@ -303,10 +305,10 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
                 "bearer = true is not supported by this version of portcullis",
             ));
         }
-        if *r.issues_sessions.get_ref() {
+        if *r.issues_sessions.get_ref() && session.is_none() {
             return Err(src.at(
                 r.issues_sessions.span(),
-                "issues_sessions = true is not supported by this version of portcullis",
+                "issues_sessions = true needs a [session] section",
             ));
         }
         let access = match r.access.get_ref() {
@@ -341,6 +343,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             allow_users: r.allow_users,
             allow_groups: r.allow_groups,
             strip_prefix: r.strip_prefix,
+            issues_sessions: *r.issues_sessions.get_ref(),
         });
     }
     if routes.iter().any(|r| r.access == Access::Authenticated) && auth.users_file.is_none() {
