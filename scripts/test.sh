@@ -11,9 +11,16 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# PyJWT verifies the identity assertion in tests/assertion.rs (an independent JWT stack).
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+  python3 -m pip install --quiet 'pyjwt[crypto]' 2>/dev/null \
+    || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-jwt python3-cryptography >/dev/null; }
 fi
 exec cargo test --all-targets "$@"

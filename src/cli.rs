@@ -53,7 +53,11 @@ pub enum Command {
     /// Read a password on stdin, print an argon2id hash for the users file.
     HashPassword,
     /// Print a new random 32-byte key, base64url (session keys, admin tokens).
-    GenKey,
+    GenKey {
+        /// Print a P-256 private key (PKCS#8 PEM) for `[identity] assertion_key_file` instead.
+        #[arg(long)]
+        assertion: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -62,7 +66,14 @@ pub fn main() -> ExitCode {
         config: PathBuf::from("gateway.toml"),
     });
     match command {
-        Command::GenKey => match crate::session::keys::generate_key() {
+        Command::GenKey { assertion: true } => match crate::assertion::generate_pem() {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::GenKey { assertion: false } => match crate::session::keys::generate_key() {
             Ok(k) => {
                 println!("{k}");
                 ExitCode::SUCCESS

@@ -145,6 +145,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             "X-Forwarded-Groups",
             std::iter::empty(),
         )?,
+        assertion: None,
         upstreams: vec![upstream.clone()],
         routes: RouteTable::new(vec![
             route("app", "/", Access::Authenticated),

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -22,6 +22,9 @@ static LABEL_NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("none"));
 static LABEL_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("auth"));
 static LABEL_REDIRECT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("https_redirect"));
 
+/// Where verifiers fetch the assertion keys.
+pub const JWKS_PATH: &str = "/.well-known/portcullis/jwks.json";
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -438,6 +441,16 @@ impl ProxyHttp for Gateway {
         };
         ctx.query = query;
 
+        // Public keys of the identity assertion (before routing: no route may shadow it).
+        if ctx.path == JWKS_PATH {
+            ctx.route_label = LABEL_AUTH.clone();
+            let reply = match &ctx.config.assertion {
+                Some(a) => Reply::new(200, "application/jwk-set+json", a.jwks().to_string()),
+                None => Reply::error(404, "not_found", "identity assertions are not configured"),
+            };
+            return self.reply(session, ctx, reply, false).await;
+        }
+
         // The gateway's own endpoints.
         let prefix = ctx.config.auth.prefix.clone();
         if let Some(sub) = ctx
@@ -593,6 +606,17 @@ impl ProxyHttp for Gateway {
         // Step 9: verified identity and the gateway's own forwarding headers.
         if let Some(id) = &ctx.identity {
             cfg.identity.inject(req, id)?;
+            if let Some(a) = &cfg.assertion {
+                let cache_key: &[u8] = ctx
+                    .session_key
+                    .as_ref()
+                    .map_or(id.user.as_bytes(), |k| &k.0[..]);
+                let now = self.shared.clock.now_ms() / 1000;
+                let aud = ctx.host.as_deref().unwrap_or("");
+                if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {
+                    req.insert_header(a.header.clone(), token)?;
+                }
+            }
         }
         req.insert_header(X_FORWARDED_FOR.clone(), client_ip(session))?;
         req.insert_header(X_FORWARDED_PROTO.clone(), ctx.scheme())?;

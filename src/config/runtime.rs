@@ -7,6 +7,7 @@
 
 use super::file::{self, AccessStr, FileConfig, SameSiteStr, StoreKind};
 use super::{ConfigError, Source};
+use crate::assertion::Assertions;
 use crate::auth::users::Users;
 use crate::identity::IdentityHeaders;
 use crate::router::{HostPattern, RouteTable};
@@ -30,6 +31,8 @@ pub struct Config {
     pub session: Option<SessionConfig>,
     pub auth: AuthConfig,
     pub identity: IdentityHeaders,
+    /// Signed identity assertions, when `[identity] assertion` is set.
+    pub assertion: Option<Arc<Assertions>>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
 }
@@ -115,15 +118,25 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             "[redis] is not supported by this version of portcullis (store = \"memory\" only)",
         ));
     }
-    if !f.identity.assertion.get_ref().is_empty() {
-        return Err(src.at(
-            f.identity.assertion.span(),
-            "identity assertions are not supported by this version of portcullis; leave `assertion` empty",
-        ));
-    }
-    if !f.identity.assertion_key_file.is_empty() {
-        return Err(src.file("identity.assertion_key_file is not supported by this version"));
-    }
+    let assertion = match (
+        f.identity.assertion.get_ref().as_str(),
+        f.identity.assertion_key_file.as_str(),
+    ) {
+        ("", "") => None,
+        ("", _) => return Err(src.file(
+            "identity.assertion_key_file is set but identity.assertion (the header name) is empty",
+        )),
+        (_, "") => {
+            return Err(src.at(
+                f.identity.assertion.span(),
+                "identity.assertion needs assertion_key_file (ES256 keys)",
+            ))
+        }
+        (name, file) => Some(Arc::new(
+            Assertions::load(name, &src.resolve(file))
+                .map_err(|e| src.at(f.identity.assertion.span(), e))?,
+        )),
+    };
 
     let http = f
         .listen
@@ -184,7 +197,11 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         f.identity.user.get_ref(),
         f.identity.email.get_ref(),
         f.identity.groups.get_ref(),
-        f.identity.strip.iter().map(|s| s.get_ref().as_str()),
+        f.identity
+            .strip
+            .iter()
+            .map(|s| s.get_ref().as_str())
+            .chain(assertion.as_ref().map(|a| a.header.as_str())),
     )
     .map_err(|e| src.at(f.identity.user.span(), e))?;
     for s in [&f.identity.user, &f.identity.email, &f.identity.groups]
@@ -361,6 +378,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         session,
         auth,
         identity,
+        assertion,
         upstreams,
         routes: RouteTable::new(routes),
     })
