@@ -86,10 +86,18 @@ impl Admin {
                 serde_json::json!({"error": "bad_request", "message": "name the user: ?user=NAME"}),
             );
         };
-        match self.shared.store.delete_user(&user) {
-            Ok(n) => {
+        let backends = self.shared.backends();
+        match crate::session::revoke_user(cfg.session.as_ref(), &backends, &user) {
+            Ok(Some(n)) => {
                 tracing::info!(user = %user, revoked = n, "revoked all sessions of user");
                 json(200, serde_json::json!({"user": user, "revoked": n}))
+            }
+            Ok(None) => {
+                tracing::info!(user = %user, "revoked all sessions of user (cookie sessions: every one issued until now)");
+                json(
+                    200,
+                    serde_json::json!({"user": user, "revoked": "all issued until now"}),
+                )
             }
             Err(e) => json(
                 503,

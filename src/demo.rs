@@ -130,6 +130,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             absolute_timeout: Duration::from_secs(12 * 3600),
             max_sessions: 100_000,
             persist_file: None,
+            stateless: false,
         }),
         auth: AuthConfig {
             prefix: "/.auth".into(),

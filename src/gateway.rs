@@ -21,6 +21,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub limiter: ArcSwap<FailureLimiter>,
     pub rng: ring::rand::SystemRandom,
+    /// Logged-out cookie sessions and revoked users (`store = "cookie"`).
+    pub deny: crate::session::stateless::DenyList,
     pub cert: Option<Arc<CertResolver>>,
     request_ids: RequestIds,
 }
@@ -39,12 +41,29 @@ impl Shared {
             metrics,
             limiter: ArcSwap::from_pointee(FailureLimiter::new(limit, window)),
             rng: ring::rand::SystemRandom::new(),
+            deny: crate::session::stateless::DenyList::new(
+                config
+                    .session
+                    .as_ref()
+                    .map_or(std::time::Duration::from_secs(86400), |s| {
+                        s.absolute_timeout
+                    }),
+            ),
             cert,
             request_ids: RequestIds::new(),
             config: ArcSwap::from_pointee(config),
         };
         shared.publish_health();
         shared
+    }
+
+    pub fn backends(&self) -> crate::session::Backends<'_> {
+        crate::session::Backends {
+            store: self.store.as_ref(),
+            deny: &self.deny,
+            clock: self.clock.as_ref(),
+            rng: &self.rng,
+        }
     }
 
     pub fn next_request_id(&self) -> String {

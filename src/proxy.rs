@@ -85,8 +85,8 @@ pub struct RequestCtx {
     /// The `route` metric label: a route name or one of the fixed labels below.
     pub route_label: Arc<str>,
     pub identity: Option<Arc<Identity>>,
-    /// The store key of the session the request carried, if it was valid.
-    pub session_key: Option<crate::session::cookie::StoreKey>,
+    /// The session the request carried, if it was valid.
+    pub session: Option<crate::session::ActiveSession>,
     pub target: Option<String>,
     upstream_start: Option<Instant>,
 }
@@ -191,12 +191,7 @@ impl Gateway {
             .get_all(http::header::COOKIE)
             .iter()
             .map(|v| v.as_bytes());
-        match session::lookup(
-            scfg,
-            self.shared.store.as_ref(),
-            self.shared.clock.as_ref(),
-            cookies,
-        ) {
+        match session::lookup(scfg, &self.shared.backends(), cookies) {
             Ok(l) => {
                 self.count_lookup(&l, ctx, &client_ip(session));
                 Ok(l)
@@ -244,7 +239,6 @@ impl Gateway {
         ctx: &mut RequestCtx,
         instruction: crate::session_headers::Instruction,
     ) -> pingora::Result<()> {
-        use crate::session::store::SessionStore;
         use crate::session_headers::Instruction;
         let route = ctx.route.clone();
         let issuing = route.as_ref().is_some_and(|r| r.issues_sessions);
@@ -256,14 +250,13 @@ impl Gateway {
             );
             return Ok(());
         };
-        let store = self.shared.store.as_ref();
         match instruction {
             Instruction::Invalid(why) => {
                 tracing::error!(request_id = %ctx.request_id, route = %ctx.route_label, reason = %why, "upstream login refused");
             }
             Instruction::Logout => {
-                if let Some(key) = ctx.session_key.take() {
-                    if let Err(e) = store.delete(&key) {
+                if let Some(active) = ctx.session.take() {
+                    if let Err(e) = session::end(&self.shared.backends(), &active) {
                         tracing::error!(request_id = %ctx.request_id, error = %e, "upstream logout could not reach the session store");
                         return Err(pingora::Error::explain(
                             ErrorType::HTTPStatus(503),
@@ -277,16 +270,10 @@ impl Gateway {
             }
             Instruction::Login(identity) => {
                 // A fresh id every time: the session the request carried (if any) ends.
-                if let Some(key) = ctx.session_key.take() {
-                    let _ = store.delete(&key);
+                if let Some(active) = ctx.session.take() {
+                    let _ = session::end(&self.shared.backends(), &active);
                 }
-                match session::create(
-                    scfg,
-                    store,
-                    self.shared.clock.as_ref(),
-                    &self.shared.rng,
-                    identity,
-                ) {
+                match session::create(scfg, &self.shared.backends(), identity) {
                     Ok((value, record)) => {
                         tracing::info!(request_id = %ctx.request_id, user = %record.identity.user, route = %ctx.route_label, "login by upstream");
                         self.shared
@@ -339,7 +326,7 @@ impl ProxyHttp for Gateway {
             route: None,
             route_label: LABEL_NONE.clone(),
             identity: None,
-            session_key: None,
+            session: None,
             target: None,
             upstream_start: None,
         }
@@ -501,7 +488,7 @@ impl ProxyHttp for Gateway {
         };
         if let Lookup::Hit(s) = &lookup {
             ctx.identity = Some(s.record.identity.clone());
-            ctx.session_key = Some(s.key);
+            ctx.session = Some(s.clone());
         }
 
         // Step 7: policy.
@@ -608,9 +595,9 @@ impl ProxyHttp for Gateway {
             cfg.identity.inject(req, id)?;
             if let Some(a) = &cfg.assertion {
                 let cache_key: &[u8] = ctx
-                    .session_key
+                    .session
                     .as_ref()
-                    .map_or(id.user.as_bytes(), |k| &k.0[..]);
+                    .map_or(id.user.as_bytes(), |s| &s.key.0[..]);
                 let now = self.shared.clock.now_ms() / 1000;
                 let aud = ctx.host.as_deref().unwrap_or("");
                 if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {
@@ -684,6 +671,15 @@ impl ProxyHttp for Gateway {
         }
         if let Some(instruction) = crate::session_headers::take(resp) {
             self.upstream_session_instruction(resp, ctx, instruction)?;
+        }
+        // Cookie sessions slide their idle expiry by re-issuing the cookie now and then.
+        let reissue = ctx
+            .session
+            .as_ref()
+            .and_then(|s| s.stateless.as_ref())
+            .and_then(|s| s.reissue.as_deref());
+        if let (Some(value), Some(scfg)) = (reissue, &ctx.config.session) {
+            resp.append_header(http::header::SET_COOKIE, session::set_cookie(scfg, value))?;
         }
         if let Some(h) = self.hsts(ctx) {
             resp.insert_header(HSTS.clone(), h)?;

@@ -3,7 +3,6 @@
 use crate::auth::{page, redirect};
 use crate::proxy::{client_ip, Gateway, RequestCtx, StoreDown};
 use crate::respond::Reply;
-use crate::session::store::SessionStore;
 use crate::session::{self, Lookup};
 use pingora::proxy::Session;
 use std::time::{Duration, UNIX_EPOCH};
@@ -175,17 +174,15 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
     };
     // Never promote a session the client brought: end it and issue a fresh id.
     if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx) {
-        let _ = gw.shared.store.delete(&old.key);
+        let _ = session::end(&gw.shared.backends(), &old);
     }
-    let created = session::create(
-        scfg,
-        gw.shared.store.as_ref(),
-        gw.shared.clock.as_ref(),
-        &gw.shared.rng,
-        identity,
-    );
+    let created = session::create(scfg, &gw.shared.backends(), identity);
     let (value, record) = match created {
         Ok(v) => v,
+        Err(e @ crate::session::store::StoreError::Refused(_)) => {
+            tracing::error!(request_id = %ctx.request_id, user = %username, error = %e, "login refused");
+            return Ok(Reply::error(500, "session_refused", &e.to_string()));
+        }
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "could not store new session");
             return Ok(Reply::error(
@@ -213,7 +210,7 @@ fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     };
     if let Ok(Lookup::Hit(active)) = gw.load_session(s, ctx) {
         ctx.identity = Some(active.record.identity.clone());
-        match gw.shared.store.delete(&active.key) {
+        match session::end(&gw.shared.backends(), &active) {
             Ok(_) => {
                 tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout")
             }

@@ -70,6 +70,8 @@ pub struct SessionConfig {
     pub absolute_timeout: Duration,
     pub max_sessions: u64,
     pub persist_file: Option<PathBuf>,
+    /// `store = "cookie"`: the sealed record rides in the cookie, nothing is stored.
+    pub stateless: bool,
 }
 
 #[derive(Debug)]
@@ -467,15 +469,21 @@ fn session_config(
             "absolute_timeout must be >= idle_timeout",
         ));
     }
-    match s.store.get_ref() {
-        StoreKind::Memory => {}
-        StoreKind::Redis | StoreKind::Cookie => {
+    let stateless = match s.store.get_ref() {
+        StoreKind::Memory => false,
+        StoreKind::Cookie => {
+            if !s.persist_file.is_empty() {
+                return Err(src.at(s.store.span(), "persist_file has no meaning with store = \"cookie\" (nothing is stored)"));
+            }
+            true
+        }
+        StoreKind::Redis => {
             return Err(src.at(
                 s.store.span(),
-                "this version of portcullis supports only store = \"memory\"",
+                "store = \"redis\" is not supported by this version of portcullis (use \"memory\" or \"cookie\")",
             ))
         }
-    }
+    };
     if s.max_sessions == 0 {
         return Err(src.file("session.max_sessions must be greater than 0"));
     }
@@ -489,6 +497,7 @@ fn session_config(
         absolute_timeout: absolute,
         max_sessions: s.max_sessions,
         persist_file: (!s.persist_file.is_empty()).then(|| src.resolve(&s.persist_file)),
+        stateless,
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod cookie;
 pub mod keys;
 pub mod persist;
+pub mod stateless;
 pub mod store;
 
 use crate::config::{SameSite, SessionConfig};
@@ -41,14 +42,41 @@ impl Lookup {
 pub struct ActiveSession {
     pub key: StoreKey,
     pub record: Arc<SessionRecord>,
+    /// Set for `store = "cookie"` sessions.
+    pub stateless: Option<StatelessSession>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatelessSession {
+    pub id: [u8; 16],
+    /// A re-sealed cookie value when the idle expiry is due to slide.
+    pub reissue: Option<String>,
+}
+
+/// What session operations need besides the config: the server-side store (memory mode),
+/// the deny-list (cookie mode), the clock and randomness.
+pub struct Backends<'a> {
+    pub store: &'a dyn SessionStore,
+    pub deny: &'a stateless::DenyList,
+    pub clock: &'a dyn Clock,
+    pub rng: &'a dyn ring::rand::SecureRandom,
+}
+
+fn key_of_stateless(id: &[u8; 16]) -> StoreKey {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        &[b"portcullis stateless id v1\0".as_slice(), id].concat(),
+    );
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    StoreKey(k)
 }
 
 /// Look up the session named by the request's cookie, enforce idle and absolute expiry
 /// and slide the idle expiry.
 pub fn lookup<'a>(
     cfg: &SessionConfig,
-    store: &dyn SessionStore,
-    clock: &dyn Clock,
+    b: &Backends<'_>,
     cookie_headers: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Lookup, StoreError> {
     let value = match cookie::find(cookie_headers, &cfg.cookie_name) {
@@ -56,45 +84,121 @@ pub fn lookup<'a>(
         Some(Err(r)) => return Ok(Lookup::Invalid(r)),
         Some(Ok(v)) => v,
     };
+    let now = b.clock.now_ms();
+    let idle_ms = cfg.idle_timeout.as_millis() as u64;
+    let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
+    if cfg.stateless {
+        let sealed = match stateless::open(&cfg.keys, &cfg.cookie_name, value) {
+            Ok(s) => s,
+            Err(r) => return Ok(Lookup::Invalid(r)),
+        };
+        if b.deny.is_denied(&sealed) {
+            return Ok(Lookup::Miss);
+        }
+        if now >= sealed.created_ms.saturating_add(absolute_ms) {
+            return Ok(Lookup::Expired(Expiry::Absolute));
+        }
+        if now >= sealed.refreshed_ms.saturating_add(idle_ms) {
+            return Ok(Lookup::Expired(Expiry::Idle));
+        }
+        let reissue = if stateless::refresh_due(&sealed, now, cfg.idle_timeout) {
+            let fresh = stateless::Sealed {
+                refreshed_ms: now,
+                ..sealed.clone()
+            };
+            stateless::seal(&cfg.keys, &cfg.cookie_name, &fresh, b.rng).ok()
+        } else {
+            None
+        };
+        let record =
+            SessionRecord::restored(sealed.identity, sealed.created_ms, sealed.refreshed_ms);
+        return Ok(Lookup::Hit(ActiveSession {
+            key: key_of_stateless(&sealed.id),
+            record: Arc::new(record),
+            stateless: Some(StatelessSession {
+                id: sealed.id,
+                reissue,
+            }),
+        }));
+    }
     let id = match cookie::verify(value, &cfg.keys) {
         Ok(id) => id,
         Err(r) => return Ok(Lookup::Invalid(r)),
     };
     let key = id.store_key();
-    let Some(record) = store.load(&key)? else {
+    let Some(record) = b.store.load(&key)? else {
         return Ok(Lookup::Miss);
     };
-    let now = clock.now_ms();
-    if let Some(why) = store::is_expired(
-        &record,
-        now,
-        cfg.idle_timeout.as_millis() as u64,
-        cfg.absolute_timeout.as_millis() as u64,
-    ) {
-        store.delete(&key)?;
+    if let Some(why) = store::is_expired(&record, now, idle_ms, absolute_ms) {
+        b.store.delete(&key)?;
         return Ok(Lookup::Expired(why));
     }
-    store.touch(&key, &record, now)?;
-    Ok(Lookup::Hit(ActiveSession { key, record }))
+    b.store.touch(&key, &record, now)?;
+    Ok(Lookup::Hit(ActiveSession {
+        key,
+        record,
+        stateless: None,
+    }))
 }
 
 /// Start a new session with a fresh random id; returns the cookie value.
 pub fn create(
     cfg: &SessionConfig,
-    store: &dyn SessionStore,
-    clock: &dyn Clock,
-    rng: &dyn ring::rand::SecureRandom,
+    b: &Backends<'_>,
     identity: Identity,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
+    let now = b.clock.now_ms();
+    if cfg.stateless {
+        let sealed = stateless::Sealed {
+            id: stateless::new_id(b.rng).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            created_ms: now,
+            refreshed_ms: now,
+            identity,
+        };
+        let value =
+            stateless::seal(&cfg.keys, &cfg.cookie_name, &sealed, b.rng).map_err(|e| match e {
+                stateless::SealError::TooLarge(_) => StoreError::Refused(e.to_string()),
+                stateless::SealError::Random => StoreError::Unavailable(e.to_string()),
+            })?;
+        let record = SessionRecord::new(sealed.identity, now);
+        return Ok((value, Arc::new(record)));
+    }
     let id =
-        SessionId::generate(rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
-    let rec = SessionRecord::new(identity, clock.now_ms());
+        SessionId::generate(b.rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
+    let rec = SessionRecord::new(identity, now);
     let key = id.store_key();
-    store.create(key, rec)?;
-    let stored = store
+    b.store.create(key, rec)?;
+    let stored = b
+        .store
         .load(&key)?
         .ok_or_else(|| StoreError::Unavailable("session vanished".into()))?;
     Ok((id.encode(&cfg.keys), stored))
+}
+
+/// End a session (logout): delete it from the store, or deny-list a cookie session so that
+/// a copy of the cookie is dead too.
+pub fn end(b: &Backends<'_>, active: &ActiveSession) -> Result<(), StoreError> {
+    match &active.stateless {
+        Some(s) => {
+            b.deny.deny(s.id);
+            Ok(())
+        }
+        None => b.store.delete(&active.key).map(|_| ()),
+    }
+}
+
+/// Revoke every session of `user`. Returns how many were removed when the store can count
+/// them (memory), `None` for cookie sessions (all issued until now are denied).
+pub fn revoke_user(
+    cfg: Option<&SessionConfig>,
+    b: &Backends<'_>,
+    user: &str,
+) -> Result<Option<usize>, StoreError> {
+    if cfg.is_some_and(|c| c.stateless) {
+        b.deny.deny_user(user, b.clock.now_ms());
+        return Ok(None);
+    }
+    b.store.delete_user(user).map(Some)
 }
 
 fn same_site(s: SameSite) -> &'static str {
@@ -147,12 +251,36 @@ mod tests {
             absolute_timeout: Duration::from_secs(300),
             max_sessions: 100,
             persist_file: None,
+            stateless: false,
+        }
+    }
+
+    fn backends<'a>(
+        s: &'a MemoryStore,
+        clock: &'a ManualClock,
+        deny: &'a stateless::DenyList,
+        rng: &'a ring::rand::SystemRandom,
+    ) -> Backends<'a> {
+        Backends {
+            store: s,
+            deny,
+            clock,
+            rng,
         }
     }
 
     fn look(c: &SessionConfig, s: &MemoryStore, clock: &ManualClock, v: &str) -> Lookup {
         let header = format!("s={v}");
-        lookup(c, s, clock, [header.as_bytes()].into_iter()).unwrap()
+        let (deny, rng) = (
+            stateless::DenyList::new(Duration::from_secs(600)),
+            ring::rand::SystemRandom::new(),
+        );
+        lookup(
+            c,
+            &backends(s, clock, &deny, &rng),
+            [header.as_bytes()].into_iter(),
+        )
+        .unwrap()
     }
 
     /// Moves a manual clock through idle sliding and absolute expiry, through the same
@@ -166,7 +294,11 @@ mod tests {
             email: String::new(),
             groups: vec![],
         };
-        let (v, _) = create(&c, &s, &clock, &ring::rand::SystemRandom::new(), who).unwrap();
+        let (deny, rng) = (
+            stateless::DenyList::new(Duration::from_secs(600)),
+            ring::rand::SystemRandom::new(),
+        );
+        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who).unwrap();
         for _ in 0..5 {
             clock.0.fetch_add(50_000, Ordering::Relaxed); // < 60 s idle each time
             assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
@@ -186,7 +318,7 @@ mod tests {
             email: String::new(),
             groups: vec![],
         };
-        let (v, _) = create(&c, &s, &clock, &ring::rand::SystemRandom::new(), who).unwrap();
+        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who).unwrap();
         clock.0.fetch_add(60_000, Ordering::Relaxed);
         assert!(matches!(
             look(&c, &s, &clock, &v),
@@ -197,7 +329,7 @@ mod tests {
             Lookup::Invalid(_)
         ));
         assert!(matches!(
-            lookup(&c, &s, &clock, std::iter::empty()).unwrap(),
+            lookup(&c, &backends(&s, &clock, &deny, &rng), std::iter::empty()).unwrap(),
             Lookup::None
         ));
     }

@@ -43,6 +43,9 @@ impl SessionRecord {
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
+    /// The session cannot be created as asked (e.g. too large for a cookie session).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Create / load / touch / delete sessions. Implementations must never return a record
