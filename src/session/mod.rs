@@ -1,5 +1,6 @@
 //! Sessions at the edge: keys, the cookie, the store, and the per-request lookup.
 
+pub mod codec;
 pub mod cookie;
 pub mod keys;
 pub mod persist;

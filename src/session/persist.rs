@@ -6,10 +6,10 @@
 //! key rotation still opens while that key is in `keys_file`. A snapshot that does not
 //! open (corrupt, foreign, key removed) is reported and ignored, never trusted.
 
+use super::codec::{self, Reader};
 use super::cookie::StoreKey;
 use super::keys::{KeyRing, KEY_ID_LEN};
 use super::store::{MemoryStore, SessionRecord, SessionStore};
-use crate::identity::Identity;
 use ring::aead;
 use ring::rand::SecureRandom;
 use std::io::Write;
@@ -19,82 +19,29 @@ const MAGIC: &[u8] = b"PCSNAP2\n";
 const AAD: &[u8] = b"portcullis snapshot v1";
 
 /// Record encoding: store key (32) ‖ created ms (u64 LE) ‖ last seen ms (u64 LE) ‖
-/// user ‖ email ‖ group count (u16 LE) ‖ groups, each string as u16 LE length ‖ bytes.
+/// identity (see `codec`).
 fn encode(out: &mut Vec<u8>, key: &StoreKey, r: &SessionRecord) {
     out.extend_from_slice(&key.0);
     out.extend_from_slice(&r.created_ms.to_le_bytes());
     out.extend_from_slice(&r.last_seen_ms().to_le_bytes());
-    let put = |out: &mut Vec<u8>, s: &str| {
-        // Names, emails and groups are validated short strings; clamp defensively.
-        let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-        out.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        out.extend_from_slice(b);
-    };
-    put(out, &r.identity.user);
-    put(out, &r.identity.email);
-    let groups = &r.identity.groups[..r.identity.groups.len().min(u16::MAX as usize)];
-    out.extend_from_slice(&(groups.len() as u16).to_le_bytes());
-    for g in groups {
-        put(out, g);
-    }
+    codec::put_identity(out, &r.identity);
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Validate one record without allocating.
+fn skip_record(r: &mut Reader<'_>) -> Option<()> {
+    r.take(48)?;
+    r.skip_identity()
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u16(&mut self) -> Option<usize> {
-        self.take(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Some(u64::from_le_bytes(a))
-    }
-    fn string(&mut self) -> Option<String> {
-        let n = self.u16()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-    fn skip_string(&mut self) -> Option<()> {
-        let n = self.u16()?;
-        std::str::from_utf8(self.take(n)?).ok().map(|_| ())
-    }
-    /// Validate one record without allocating.
-    fn skip(&mut self) -> Option<()> {
-        self.take(48)?;
-        self.skip_string()?;
-        self.skip_string()?;
-        let n = self.u16()?;
-        (0..n).try_for_each(|_| self.skip_string())
-    }
-    fn record(&mut self) -> Option<(StoreKey, SessionRecord)> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(self.take(32)?);
-        let (created, seen) = (self.u64()?, self.u64()?);
-        let (user, email) = (self.string()?, self.string()?);
-        let n = self.u16()?;
-        let groups = (0..n).map(|_| self.string()).collect::<Option<Vec<_>>>()?;
-        Some((
-            StoreKey(key),
-            SessionRecord::restored(
-                Identity {
-                    user,
-                    email,
-                    groups,
-                },
-                created,
-                seen,
-            ),
-        ))
-    }
+fn read_record(r: &mut Reader<'_>) -> Option<(StoreKey, SessionRecord)> {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(r.take(32)?);
+    let (created, seen) = (r.u64()?, r.u64()?);
+    let identity = r.identity()?;
+    Some((
+        StoreKey(key),
+        SessionRecord::restored(identity, created, seen),
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,9 +144,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
     let mut n = 0usize;
     while !reader.0.is_empty() {
         starts.push(plain.len() - reader.0.len());
-        reader
-            .skip()
-            .ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
+        skip_record(&mut reader).ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
         n += 1;
     }
     let per = n.div_ceil(workers).max(1);
@@ -215,7 +160,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         for range in ranges {
             scope.spawn(move || {
                 let mut r = Reader(range);
-                while let Some((key, rec)) = r.record() {
+                while let Some((key, rec)) = read_record(&mut r) {
                     // The memory store cannot fail.
                     let _ = store.create(key, rec);
                 }
@@ -228,6 +173,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
     use crate::session::keys::generate_key;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;

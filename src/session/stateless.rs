@@ -8,6 +8,7 @@
 //! identity. Idle expiry slides by re-issuing the cookie, but only once a quarter of the
 //! idle timeout has passed since the last re-issue (see [`refresh_due`]).
 
+use super::codec::{self, Reader};
 use super::cookie::CookieRejection;
 use super::keys::{KeyRing, KEY_ID_LEN};
 use crate::identity::Identity;
@@ -53,12 +54,6 @@ fn key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
         .map(aead::LessSafeKey::new)
 }
 
-fn put(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
 pub fn new_id(rng: &dyn SecureRandom) -> Result<[u8; 16], SealError> {
     let mut id = [0u8; 16];
     rng.fill(&mut id).map_err(|_| SealError::Random)?;
@@ -75,12 +70,7 @@ pub fn seal(
     plain.extend_from_slice(&s.id);
     plain.extend_from_slice(&s.created_ms.to_le_bytes());
     plain.extend_from_slice(&s.refreshed_ms.to_le_bytes());
-    put(&mut plain, &s.identity.user);
-    put(&mut plain, &s.identity.email);
-    plain.extend_from_slice(&(s.identity.groups.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    for g in s.identity.groups.iter().take(u16::MAX as usize) {
-        put(&mut plain, g);
-    }
+    codec::put_identity(&mut plain, &s.identity);
     let k = keys.current();
     let mut nonce = [0u8; 12];
     rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
@@ -136,43 +126,14 @@ fn decode(b: &[u8]) -> Option<Sealed> {
     let mut r = Reader(b);
     let mut id = [0u8; 16];
     id.copy_from_slice(r.take(16)?);
-    let created_ms = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-    let refreshed_ms = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-    let user = r.string()?;
-    let email = r.string()?;
-    let n = r.u16()?;
-    let groups = (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
+    let (created_ms, refreshed_ms) = (r.u64()?, r.u64()?);
+    let identity = r.identity()?;
     r.0.is_empty().then_some(Sealed {
         id,
         created_ms,
         refreshed_ms,
-        identity: Identity {
-            user,
-            email,
-            groups,
-        },
+        identity,
     })
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(a)
-    }
-    fn u16(&mut self) -> Option<usize> {
-        self.take(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    }
-    fn string(&mut self) -> Option<String> {
-        let n = self.u16()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
 }
 
 /// Re-issue the cookie (sliding the idle expiry) once a quarter of the idle timeout has
