@@ -680,6 +680,16 @@ impl ProxyHttp for Gateway {
             .and_then(|s| s.reissue.as_deref());
         if let (Some(value), Some(scfg)) = (reissue, &ctx.config.session) {
             resp.append_header(http::header::SET_COOKIE, session::set_cookie(scfg, value))?;
+            // A response carrying someone's session cookie must never be stored by a
+            // shared cache, whatever the app said about caching it.
+            let private = resp
+                .headers
+                .get(http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("no-store") || v.contains("private"));
+            if !private {
+                resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            }
         }
         if let Some(h) = self.hsts(ctx) {
             resp.insert_header(HSTS.clone(), h)?;

@@ -616,6 +616,11 @@ fn idle_and_absolute_expiry(store: &'static str) {
         let r = api(h, "/app", &with_cookie(&v));
         assert_eq!(r.status, 200);
         if let Some(newer) = r.set_cookie_value(COOKIE) {
+            assert_eq!(
+                r.header("cache-control"),
+                Some("no-store"),
+                "a re-issued cookie is never cacheable"
+            );
             v = newer;
         }
     }
