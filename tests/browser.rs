@@ -111,6 +111,7 @@ fn a_real_browser_logs_in_through_the_login_page() {
     let _browser = Proc {
         child,
         log: dir.path("chromium.log"),
+        term_first: true,
     };
     let port_file = profile.join("DevToolsActivePort");
     assert!(eventually(Duration::from_secs(20), || port_file.exists()

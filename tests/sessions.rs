@@ -882,12 +882,14 @@ http {{
             "-p",
             e.dir.0.to_str().unwrap(),
         ])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nginx");
     let _nginx = Proc {
         child,
         log: e.dir.path("nginx-error.log"),
+        term_first: true,
     };
     wait_port(listen);
     assert_eq!(get(listen, "/x", &[]).status, 401);

@@ -19,10 +19,19 @@ pub fn free_addr() -> SocketAddr {
 pub struct Proc {
     pub child: Child,
     pub log: PathBuf,
+    /// Ask politely first (SIGTERM) so that the process takes its own children down: a
+    /// SIGKILLed nginx master leaves its workers running, holding our stdout open.
+    pub term_first: bool,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.term_first {
+            self.signal("TERM");
+            if self.wait_exit(Duration::from_secs(5)).is_some() {
+                return;
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -106,7 +115,11 @@ pub fn echo_at(name: &str, addr: SocketAddr, dir: &TempDir) -> Proc {
         .spawn()
         .expect("spawn echo");
     wait_port(addr);
-    Proc { child, log }
+    Proc {
+        child,
+        log,
+        term_first: false,
+    }
 }
 
 pub fn gen_key() -> String {
@@ -188,7 +201,11 @@ pub fn start_gateway(dir: &TempDir, config: &Path, addrs: &Addrs, tls: bool) -> 
         .spawn()
         .expect("spawn gateway");
     let g = Gateway {
-        proc: Proc { child, log },
+        proc: Proc {
+            child,
+            log,
+            term_first: false,
+        },
         http: addrs.http,
         https: tls.then_some(addrs.https),
         admin: addrs.admin,
