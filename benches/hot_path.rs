@@ -35,6 +35,7 @@ fn routes(n: usize) -> RouteTable {
                 allow_groups: vec![],
                 strip_prefix: false,
                 issues_sessions: false,
+                bearer: false,
             })
             .collect(),
     )

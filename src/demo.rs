@@ -106,6 +106,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         allow_groups: vec![],
         strip_prefix: false,
         issues_sessions: false,
+        bearer: false,
     };
     let config = Config {
         path: PathBuf::from("<demo>"),
@@ -147,6 +148,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             std::iter::empty(),
         )?,
         assertion: None,
+        jwt: None,
         upstreams: vec![upstream.clone()],
         routes: RouteTable::new(vec![
             route("app", "/", Access::Authenticated),

@@ -16,6 +16,7 @@ pub mod echo;
 pub mod gateway;
 pub mod hygiene;
 pub mod identity;
+pub mod jwt;
 pub mod logging;
 pub mod metrics;
 pub mod pathnorm;

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     pub session_lookups: IntCounterVec,
     pub logins: IntCounterVec,
+    pub bearer_tokens: IntCounterVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,13 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let bearer_tokens = IntCounterVec::new(
+            Opts::new(
+                "portcullis_bearer_tokens_total",
+                "Bearer tokens presented on bearer routes, by result (valid or the reason for refusal).",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "portcullis_build_info",
@@ -105,6 +113,7 @@ impl Metrics {
         registry.register(Box::new(sessions_active.clone()))?;
         registry.register(Box::new(session_lookups.clone()))?;
         registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(bearer_tokens.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -127,6 +136,7 @@ impl Metrics {
             sessions_active,
             session_lookups,
             logins,
+            bearer_tokens,
         })
     }
 

@@ -87,6 +87,8 @@ pub struct RequestCtx {
     pub identity: Option<Arc<Identity>>,
     /// The session the request carried, if it was valid.
     pub session: Option<crate::session::ActiveSession>,
+    /// The identity was proven by a bearer token (possibly alongside a matching session).
+    pub bearer: bool,
     pub target: Option<String>,
     upstream_start: Option<Instant>,
 }
@@ -203,10 +205,62 @@ impl Gateway {
         }
     }
 
+    /// A bearer token on a `bearer = true` route: `Ok(None)` when the request carries none
+    /// (or another scheme, such as Basic, which is the app's business), the token's
+    /// identity when it verifies, else the 401 to send.
+    async fn bearer_identity(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Result<Option<Identity>, Reply> {
+        let Some(issuers) = ctx.config.jwt.clone() else {
+            return Ok(None);
+        };
+        let mut values = session
+            .req_header()
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Reply::error(
+                400,
+                "bad_request",
+                "more than one Authorization header",
+            ));
+        }
+        let value = value.to_str().unwrap_or("");
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        let now = self.shared.clock.now_ms() / 1000;
+        let result = issuers.verify(token.trim_matches(' '), now).await;
+        let label = result.as_ref().map_or_else(|r| r.label(), |_| "valid");
+        self.shared
+            .metrics
+            .bearer_tokens
+            .with_label_values(&[label])
+            .inc();
+        match result {
+            Ok(id) => Ok(Some(id)),
+            Err(r) => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = %r, "bearer token refused");
+                Err(Reply::error(401, "invalid_token", "bearer token refused").header(
+                    "www-authenticate",
+                    "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+                ))
+            }
+        }
+    }
+
     /// design.md step 7: no session → 302 to login (browser navigation) or 401.
-    fn login_required(&self, session: &Session, ctx: &RequestCtx) -> Reply {
+    fn login_required(&self, session: &Session, ctx: &RequestCtx, bearer: bool) -> Reply {
         let req = session.req_header();
-        let navigation = matches!(req.method, http::Method::GET | http::Method::HEAD)
+        let navigation = ctx.config.session.is_some()
+            && matches!(req.method, http::Method::GET | http::Method::HEAD)
             && req
                 .headers
                 .get(http::header::ACCEPT)
@@ -221,12 +275,17 @@ impl Gateway {
             let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
             Reply::redirect(302, &format!("{}/login?rd={rd}", ctx.config.auth.prefix))
         } else {
+            let challenge = if bearer {
+                "Bearer realm=\"portcullis\""
+            } else {
+                "Cookie realm=\"portcullis\""
+            };
             Reply::error(
                 401,
                 "unauthenticated",
                 "a session is required: log in first",
             )
-            .header("www-authenticate", "Cookie realm=\"portcullis\"")
+            .header("www-authenticate", challenge)
         }
     }
 }
@@ -327,6 +386,7 @@ impl ProxyHttp for Gateway {
             route_label: LABEL_NONE.clone(),
             identity: None,
             session: None,
+            bearer: false,
             target: None,
             upstream_start: None,
         }
@@ -491,11 +551,41 @@ impl ProxyHttp for Gateway {
             ctx.session = Some(s.clone());
         }
 
+        // Step 6b: a bearer token, on routes that take them.
+        if route.bearer {
+            match self.bearer_identity(session, ctx).await {
+                Ok(None) => {}
+                Ok(Some(id)) => {
+                    if let Some(current) = &ctx.identity {
+                        if current.user != id.user {
+                            tracing::warn!(request_id = %ctx.request_id, session_user = %current.user, token_user = %id.user, "session cookie and bearer token name different users; refused");
+                            return self
+                                .reply(
+                                    session,
+                                    ctx,
+                                    Reply::error(
+                                        401,
+                                        "conflicting_credentials",
+                                        "the session and the bearer token name different users",
+                                    ),
+                                    false,
+                                )
+                                .await;
+                        }
+                    } else {
+                        ctx.identity = Some(Arc::new(id));
+                    }
+                    ctx.bearer = true;
+                }
+                Err(reply) => return self.reply(session, ctx, reply, false).await,
+            }
+        }
+
         // Step 7: policy.
         if route.access == Access::Authenticated {
             match &ctx.identity {
                 None => {
-                    let r = self.login_required(session, ctx);
+                    let r = self.login_required(session, ctx, route.bearer);
                     return self.reply(session, ctx, r, false).await;
                 }
                 Some(id) if !allowed(&route, id) => {
@@ -513,8 +603,9 @@ impl ProxyHttp for Gateway {
             }
         }
 
-        // Step 8: CSRF on state-changing requests that carry a session.
-        if ctx.identity.is_some() && !crate::csrf::is_safe_method(&session.req_header().method) {
+        // Step 8: CSRF on state-changing requests that carry a session. A request proven by
+        // a bearer token alone carries no ambient credential a browser could attach.
+        if ctx.session.is_some() && !crate::csrf::is_safe_method(&session.req_header().method) {
             if let Some(why) =
                 crate::csrf::cross_site(&session.req_header().headers, &ctx.own_origin())
             {
@@ -594,10 +685,21 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.identity {
             cfg.identity.inject(req, id)?;
             if let Some(a) = &cfg.assertion {
-                let cache_key: &[u8] = ctx
-                    .session
-                    .as_ref()
-                    .map_or(id.user.as_bytes(), |s| &s.key.0[..]);
+                // A session's identity is fixed; a token's may differ from the last token
+                // for the same user, so the whole identity keys the cache then.
+                let by_identity;
+                let cache_key: &[u8] = match &ctx.session {
+                    Some(s) if !ctx.bearer => &s.key.0[..],
+                    _ => {
+                        by_identity = format!(
+                            "jwt\0{}\0{}\0{}",
+                            id.user,
+                            id.email,
+                            id.groups.join("\0")
+                        );
+                        by_identity.as_bytes()
+                    }
+                };
                 let now = self.shared.clock.now_ms() / 1000;
                 let aud = ctx.host.as_deref().unwrap_or("");
                 if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {

@@ -217,6 +217,7 @@ mod tests {
             allow_groups: vec![],
             strip_prefix: false,
             issues_sessions: false,
+            bearer: false,
         }
     }
 

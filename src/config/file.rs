@@ -58,7 +58,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub identity: IdentitySection,
     #[serde(default)]
-    pub jwt: Vec<Spanned<toml::Value>>,
+    pub jwt: Vec<JwtSection>,
     #[serde(default)]
     pub upstream: Vec<UpstreamSection>,
     #[serde(default)]
@@ -340,6 +340,46 @@ pub struct RouteSection {
     pub issues_sessions: Spanned<bool>,
     /// A name for metrics and logs; defaults to `host + path`.
     pub name: Option<String>,
+}
+
+/// `[[jwt]]`: one issuer of bearer tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSection {
+    pub issuer: Spanned<String>,
+    pub audiences: Spanned<Vec<String>>,
+    pub algorithms: Spanned<Vec<Spanned<String>>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    /// Extra CA certificates (PEM) trusted for `jwks_url`, e.g. a private IdP's.
+    pub jwks_ca_file: Option<Spanned<String>>,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: DurationStr,
+    pub secret_file: Option<Spanned<String>>,
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_leeway")]
+    pub leeway: Spanned<DurationStr>,
+}
+
+fn default_jwks_refresh() -> DurationStr {
+    d(600)
+}
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_leeway() -> Spanned<DurationStr> {
+    Spanned::new(0..0, d(60))
 }
 
 fn default_route_path() -> Spanned<String> {

@@ -2,6 +2,7 @@
 //! errors that tell an operator exactly where their file is wrong.
 
 pub mod file;
+mod jwt;
 pub mod runtime;
 
 pub use runtime::{

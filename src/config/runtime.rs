@@ -33,6 +33,8 @@ pub struct Config {
     pub identity: IdentityHeaders,
     /// Signed identity assertions, when `[identity] assertion` is set.
     pub assertion: Option<Arc<Assertions>>,
+    /// Bearer-token issuers (`[[jwt]]`); `None` when there are none.
+    pub jwt: Option<Arc<crate::jwt::Issuers>>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
 }
@@ -105,15 +107,11 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// The upstream may start and end sessions with `Portcullis-Login`/`-Logout`.
     pub issues_sessions: bool,
+    /// `Authorization: Bearer <JWT>` from a `[[jwt]]` issuer is accepted here.
+    pub bearer: bool,
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
-    if let Some(jwt) = f.jwt.first() {
-        return Err(src.at(
-            jwt.span(),
-            "[[jwt]] bearer tokens are not supported by this version of portcullis; remove the section",
-        ));
-    }
     if let Some(redis) = &f.redis {
         return Err(src.at(
             redis.span(),
@@ -188,6 +186,12 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
                     .map_err(|e| src.at(p.span(), e))?,
             ),
         },
+    };
+
+    let jwt = if f.jwt.is_empty() {
+        None
+    } else {
+        Some(Arc::new(super::jwt::issuers(src, f.jwt)?))
     };
 
     let session = match f.session {
@@ -318,10 +322,11 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         if !seen.insert(key) {
             return Err(src.at(r.path.span(), "another route has the same host and path"));
         }
-        if *r.bearer.get_ref() {
+        let bearer = *r.bearer.get_ref();
+        if bearer && jwt.is_none() {
             return Err(src.at(
                 r.bearer.span(),
-                "bearer = true is not supported by this version of portcullis",
+                "bearer = true needs at least one [[jwt]] issuer",
             ));
         }
         if *r.issues_sessions.get_ref() && session.is_none() {
@@ -334,7 +339,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             AccessStr::Authenticated => Access::Authenticated,
             AccessStr::Public => Access::Public,
         };
-        if access == Access::Authenticated && session.is_none() {
+        if access == Access::Authenticated && session.is_none() && !bearer {
             return Err(src.at(
                 r.path.span(),
                 "this route requires a login (access = \"authenticated\", the default) but there is no [session] section; add one or set access = \"public\"",
@@ -363,9 +368,15 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             allow_groups: r.allow_groups,
             strip_prefix: r.strip_prefix,
             issues_sessions: *r.issues_sessions.get_ref(),
+            bearer,
         });
     }
-    if routes.iter().any(|r| r.access == Access::Authenticated) && auth.users_file.is_none() {
+    // Bearer-only APIs need no login form; any route that sends people to it does.
+    if routes
+        .iter()
+        .any(|r| r.access == Access::Authenticated && !r.bearer)
+        && auth.users_file.is_none()
+    {
         return Err(
             src.file("authenticated routes need [auth] users_file so that people can log in")
         );
@@ -381,6 +392,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         auth,
         identity,
         assertion,
+        jwt,
         upstreams,
         routes: RouteTable::new(routes),
     })
