@@ -248,10 +248,12 @@ impl Gateway {
             Ok(id) => Ok(Some(id)),
             Err(r) => {
                 tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = %r, "bearer token refused");
-                Err(Reply::error(401, "invalid_token", "bearer token refused").header(
-                    "www-authenticate",
-                    "Bearer realm=\"portcullis\", error=\"invalid_token\"",
-                ))
+                Err(
+                    Reply::error(401, "invalid_token", "bearer token refused").header(
+                        "www-authenticate",
+                        "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+                    ),
+                )
             }
         }
     }
@@ -691,12 +693,8 @@ impl ProxyHttp for Gateway {
                 let cache_key: &[u8] = match &ctx.session {
                     Some(s) if !ctx.bearer => &s.key.0[..],
                     _ => {
-                        by_identity = format!(
-                            "jwt\0{}\0{}\0{}",
-                            id.user,
-                            id.email,
-                            id.groups.join("\0")
-                        );
+                        by_identity =
+                            format!("jwt\0{}\0{}\0{}", id.user, id.email, id.groups.join("\0"));
                         by_identity.as_bytes()
                     }
                 };

@@ -58,11 +58,15 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
         let keys = match (&j.jwks_file, &j.jwks_url, &j.secret_file) {
             (Some(f), None, None) => {
                 if hmac {
-                    return Err(src.at(j.algorithms.span(), "HS256 needs secret_file (a JWKS holds public keys)"));
+                    return Err(src.at(
+                        j.algorithms.span(),
+                        "HS256 needs secret_file (a JWKS holds public keys)",
+                    ));
                 }
                 let path = src.resolve(f.get_ref());
-                let text = std::fs::read(&path)
-                    .map_err(|e| src.at(f.span(), format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read(&path).map_err(|e| {
+                    src.at(f.span(), format!("cannot read {}: {e}", path.display()))
+                })?;
                 let (set, notes) = jwks::parse(&text)
                     .map_err(|e| src.at(f.span(), format!("{}: {e}", path.display())))?;
                 for n in notes {
@@ -78,7 +82,10 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
             }
             (None, Some(u), None) => {
                 if hmac {
-                    return Err(src.at(j.algorithms.span(), "HS256 needs secret_file (a JWKS holds public keys)"));
+                    return Err(src.at(
+                        j.algorithms.span(),
+                        "HS256 needs secret_file (a JWKS holds public keys)",
+                    ));
                 }
                 let ca = match &j.jwks_ca_file {
                     None => None,
@@ -105,8 +112,9 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
                     ));
                 }
                 let path = src.resolve(s.get_ref());
-                let raw = std::fs::read(&path)
-                    .map_err(|e| src.at(s.span(), format!("cannot read {}: {e}", path.display())))?;
+                let raw = std::fs::read(&path).map_err(|e| {
+                    src.at(s.span(), format!("cannot read {}: {e}", path.display()))
+                })?;
                 // A trailing newline from `echo` or an editor is not part of the secret.
                 let mut secret = raw.as_slice();
                 while let Some((b'\n' | b'\r', rest)) = secret.split_last() {

@@ -125,7 +125,9 @@ fn one(m: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Jwk>, St
             }
             Key::Ed25519(x)
         }
-        ("oct", _) => return Err("symmetric keys are not taken from a JWKS; use secret_file".into()),
+        ("oct", _) => {
+            return Err("symmetric keys are not taken from a JWKS; use secret_file".into())
+        }
         (kty, crv) => return Err(format!("unsupported key type {kty} {}", crv.unwrap_or(""))),
     };
     // A key that names its algorithm must name the one its type verifies.

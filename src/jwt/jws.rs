@@ -45,7 +45,10 @@ impl Alg {
 /// A verification key.
 pub enum Key {
     /// Big-endian modulus (no leading zeros) and exponent.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// Uncompressed SEC1 point: 0x04 ‖ X ‖ Y.
     P256(Vec<u8>),
     Ed25519(Vec<u8>),
@@ -126,7 +129,8 @@ pub fn parse(token: &str) -> Result<Compact<'_>, Malformed> {
         return Err(Malformed::TooLong);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Malformed::Segments);
     };

@@ -98,8 +98,8 @@ impl Issuers {
         let c = jws::parse(token)?;
         // `none`, `HS512`, `RS384`, … are refused here whatever an issuer allows.
         let alg = Alg::parse(&c.header.alg).ok_or(Rejection::Algorithm)?;
-        let claims: Claims =
-            serde_json::from_slice(&c.payload).map_err(|_| Rejection::Malformed(Malformed::Json))?;
+        let claims: Claims = serde_json::from_slice(&c.payload)
+            .map_err(|_| Rejection::Malformed(Malformed::Json))?;
         let iss = claims
             .get("iss")
             .and_then(|v| v.as_str())
@@ -269,8 +269,12 @@ mod tests {
 
     #[test]
     fn a_good_token_maps_to_an_identity() {
-        let id = run(&sign(&serde_json::json!({"alg": "HS256", "typ": "JWT"}), &good(), SECRET))
-            .unwrap();
+        let id = run(&sign(
+            &serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+            &good(),
+            SECRET,
+        ))
+        .unwrap();
         assert_eq!(id.user, "ana");
         assert_eq!(id.email, "ana@example.com");
         assert_eq!(id.groups, vec!["dev".to_string()]);
@@ -284,7 +288,10 @@ mod tests {
         use Rejection::*;
         let hdr = serde_json::json!({"alg": "HS256"});
         let cases: Vec<(String, Rejection)> = vec![
-            (sign(&hdr, &good(), b"another secret of 32 bytes......"), Signature),
+            (
+                sign(&hdr, &good(), b"another secret of 32 bytes......"),
+                Signature,
+            ),
             (
                 format!(
                     "{}.{}.",
@@ -301,8 +308,14 @@ mod tests {
                 ),
                 Algorithm,
             ),
-            (sign(&serde_json::json!({"alg": "HS512"}), &good(), SECRET), Algorithm),
-            (sign(&serde_json::json!({"alg": "RS256"}), &good(), SECRET), Algorithm),
+            (
+                sign(&serde_json::json!({"alg": "HS512"}), &good(), SECRET),
+                Algorithm,
+            ),
+            (
+                sign(&serde_json::json!({"alg": "RS256"}), &good(), SECRET),
+                Algorithm,
+            ),
             (with("iss", "https://evil.test".into()), Issuer),
             (with("iss", serde_json::Value::Null), Issuer),
             (with("exp", (NOW - 31).into()), Expired),
