@@ -3,7 +3,6 @@
 //! the public ports.
 
 use crate::gateway::Shared;
-use crate::session::store::SessionStore;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -40,7 +39,7 @@ impl Admin {
     pub fn not_ready(&self) -> Vec<String> {
         let cfg = self.shared.config.load();
         let mut reasons = Vec::new();
-        if let Err(e) = self.shared.store.ping() {
+        if let Err(e) = self.shared.store.health() {
             reasons.push(format!("session store: {e}"));
         }
         for r in cfg.routes.iter() {
@@ -54,7 +53,7 @@ impl Admin {
         reasons
     }
 
-    fn revoke(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
+    async fn revoke(&self, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
         let cfg = self.shared.config.load();
         let Some(token) = &cfg.admin.token else {
             return json(
@@ -87,7 +86,7 @@ impl Admin {
             );
         };
         let backends = self.shared.backends();
-        match crate::session::revoke_user(cfg.session.as_ref(), &backends, &user) {
+        match crate::session::revoke_user(cfg.session.as_ref(), &backends, &user).await {
             Ok(Some(n)) => {
                 tracing::info!(user = %user, revoked = n, "revoked all sessions of user");
                 json(200, serde_json::json!({"user": user, "revoked": n}))
@@ -137,7 +136,7 @@ impl ServeHttp for Admin {
             }
             (&http::Method::DELETE, "/sessions") => {
                 let req = req.clone();
-                self.revoke(&req)
+                self.revoke(&req).await
             }
             (_, "/healthz" | "/readyz" | "/metrics" | "/sessions") => {
                 json(405, serde_json::json!({"error": "method_not_allowed"}))

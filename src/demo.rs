@@ -132,6 +132,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             max_sessions: 100_000,
             persist_file: None,
             stateless: false,
+            redis: None,
         }),
         auth: AuthConfig {
             prefix: "/.auth".into(),

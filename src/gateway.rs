@@ -7,7 +7,7 @@
 use crate::auth::ratelimit::FailureLimiter;
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::session::store::{Clock, MemoryStore, SystemClock};
+use crate::session::store::{Clock, MemoryStore, Store, SystemClock};
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Shared {
     pub config: ArcSwap<Config>,
-    pub store: Arc<MemoryStore>,
+    pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub limiter: ArcSwap<FailureLimiter>,
@@ -28,15 +28,25 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, metrics: Metrics) -> Self {
+    /// Fails only when the Redis store cannot be set up (its runtime); Redis itself is
+    /// connected lazily.
+    pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
         let max = config.session.as_ref().map_or(1, |s| s.max_sessions);
+        let store = match config.session.as_ref().and_then(|s| s.redis.clone()) {
+            Some(r) => Store::Redis(Arc::new(crate::session::redis::RedisStore::new(
+                r,
+                max,
+                metrics.clone(),
+            )?)),
+            None => Store::Memory(Arc::new(MemoryStore::new(max))),
+        };
         let (limit, window) = config.auth.login_attempts;
         let cert = config
             .tls
             .as_ref()
             .map(|t| Arc::new(CertResolver::new(&t.chain)));
         let shared = Self {
-            store: Arc::new(MemoryStore::new(max)),
+            store,
             clock: Arc::new(SystemClock),
             metrics,
             limiter: ArcSwap::from_pointee(FailureLimiter::new(limit, window)),
@@ -54,12 +64,12 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
         };
         shared.publish_health();
-        shared
+        Ok(shared)
     }
 
     pub fn backends(&self) -> crate::session::Backends<'_> {
         crate::session::Backends {
-            store: self.store.as_ref(),
+            store: &self.store,
             deny: &self.deny,
             clock: self.clock.as_ref(),
             rng: &self.rng,
@@ -75,6 +85,16 @@ impl Shared {
     pub fn reload(&self) -> Result<(), config::ConfigError> {
         let old = self.config.load_full();
         let new = config::load(&old.path)?;
+        let redis_of = |c: &Config| {
+            c.session.as_ref().and_then(|s| {
+                s.redis
+                    .as_ref()
+                    .map(|r| (r.display.clone(), r.key_prefix.clone()))
+            })
+        };
+        if redis_of(&new) != redis_of(&old) {
+            tracing::warn!("the Redis session store (url, key prefix) changes only on restart; keeping the old one");
+        }
         if new.http != old.http
             || new.tls.as_ref().map(|t| &t.https) != old.tls.as_ref().map(|t| &t.https)
             || new.admin.listen != old.admin.listen

@@ -3,8 +3,8 @@
 //! status codes and fixed result words: never user names, session ids or raw paths.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,10 @@ pub struct Metrics {
     pub session_lookups: IntCounterVec,
     pub logins: IntCounterVec,
     pub bearer_tokens: IntCounterVec,
+    pub redis_duration: HistogramVec,
+    pub redis_errors: IntCounterVec,
+    pub session_cache: IntCounterVec,
+    pub session_invalidations: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,35 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_redis_duration_seconds",
+                "Latency of Redis session-store operations, by operation.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+            &["op"],
+        )?;
+        let redis_errors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_redis_errors_total",
+                "Failed or timed-out Redis session-store operations, by operation.",
+            ),
+            &["op"],
+        )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "portcullis_session_cache_total",
+                "Near-cache lookups in front of Redis, by result (hit, miss).",
+            ),
+            &["result"],
+        )?;
+        let session_invalidations = IntCounter::new(
+            "portcullis_session_invalidations_total",
+            "Session invalidations received from other instances (and this one) over Redis.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "portcullis_build_info",
@@ -114,6 +147,10 @@ impl Metrics {
         registry.register(Box::new(session_lookups.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(bearer_tokens.clone()))?;
+        registry.register(Box::new(redis_duration.clone()))?;
+        registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(session_invalidations.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -137,6 +174,10 @@ impl Metrics {
             session_lookups,
             logins,
             bearer_tokens,
+            redis_duration,
+            redis_errors,
+            session_cache,
+            session_invalidations,
         })
     }
 

@@ -183,7 +183,11 @@ impl Gateway {
 
     /// Look up the request's session. Store failures surface as `Err` (answered 503:
     /// a protected route is never let through on a broken store).
-    pub fn load_session(&self, session: &Session, ctx: &RequestCtx) -> Result<Lookup, StoreDown> {
+    pub async fn load_session(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Result<Lookup, StoreDown> {
         let Some(scfg) = ctx.config.session.as_ref() else {
             return Ok(Lookup::None);
         };
@@ -193,7 +197,7 @@ impl Gateway {
             .get_all(http::header::COOKIE)
             .iter()
             .map(|v| v.as_bytes());
-        match session::lookup(scfg, &self.shared.backends(), cookies) {
+        match session::lookup(scfg, &self.shared.backends(), cookies).await {
             Ok(l) => {
                 self.count_lookup(&l, ctx, &client_ip(session));
                 Ok(l)
@@ -294,7 +298,7 @@ impl Gateway {
 
 impl Gateway {
     /// Act on `Portcullis-Login`/`-Logout` from an upstream, on routes that allow it.
-    fn upstream_session_instruction(
+    async fn upstream_session_instruction(
         &self,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
@@ -317,7 +321,7 @@ impl Gateway {
             }
             Instruction::Logout => {
                 if let Some(active) = ctx.session.take() {
-                    if let Err(e) = session::end(&self.shared.backends(), &active) {
+                    if let Err(e) = session::end(&self.shared.backends(), &active).await {
                         tracing::error!(request_id = %ctx.request_id, error = %e, "upstream logout could not reach the session store");
                         return Err(pingora::Error::explain(
                             ErrorType::HTTPStatus(503),
@@ -332,9 +336,9 @@ impl Gateway {
             Instruction::Login(identity) => {
                 // A fresh id every time: the session the request carried (if any) ends.
                 if let Some(active) = ctx.session.take() {
-                    let _ = session::end(&self.shared.backends(), &active);
+                    let _ = session::end(&self.shared.backends(), &active).await;
                 }
-                match session::create(scfg, &self.shared.backends(), identity) {
+                match session::create(scfg, &self.shared.backends(), identity).await {
                     Ok((value, record)) => {
                         tracing::info!(request_id = %ctx.request_id, user = %record.identity.user, route = %ctx.route_label, "login by upstream");
                         self.shared
@@ -532,7 +536,7 @@ impl ProxyHttp for Gateway {
         ctx.route_label = route.name.clone();
 
         // Step 6: session.
-        let lookup = match self.load_session(session, ctx) {
+        let lookup = match self.load_session(session, ctx).await {
             Ok(l) => l,
             Err(StoreDown) => {
                 if route.access == Access::Authenticated {
@@ -770,7 +774,8 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(instruction) = crate::session_headers::take(resp) {
-            self.upstream_session_instruction(resp, ctx, instruction)?;
+            self.upstream_session_instruction(resp, ctx, instruction)
+                .await?;
         }
         // Cookie sessions slide their idle expiry by re-issuing the cookie now and then.
         let reissue = ctx

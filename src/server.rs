@@ -27,6 +27,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("session store: {0}")]
+    Store(String),
 }
 
 /// Seconds a graceful shutdown lets in-flight requests run before the runtime stops.
@@ -46,12 +48,12 @@ fn check_bindable(addrs: &[SocketAddr]) -> Result<(), ServeError> {
 }
 
 pub fn build_shared(config: Config) -> Result<Arc<Shared>, ServeError> {
-    let shared = Arc::new(Shared::new(config, Metrics::new()?));
+    let shared = Arc::new(Shared::new(config, Metrics::new()?).map_err(ServeError::Store)?);
     let cfg = shared.config.load();
-    if let Some(scfg) = &cfg.session {
+    if let (Some(scfg), Some(memory)) = (&cfg.session, shared.store.memory()) {
         if let Some(path) = &scfg.persist_file {
             let started = std::time::Instant::now();
-            match persist::load(&shared.store, &scfg.keys, path) {
+            match persist::load(memory, &scfg.keys, path) {
                 // Logged at warn so it is seen even with RUST_LOG=warn: a restart that lost
                 // (or slowly restored) sessions is what an operator looks for first.
                 Ok(n) => tracing::warn!(
@@ -217,10 +219,10 @@ impl SessionUpkeep {
     fn snapshot(&self) {
         let cfg = self.shared.config.load();
         let Some(scfg) = &cfg.session else { return };
-        let Some(path) = &scfg.persist_file else {
+        let (Some(path), Some(memory)) = (&scfg.persist_file, self.shared.store.memory()) else {
             return;
         };
-        match persist::save(&self.shared.store, &scfg.keys, path) {
+        match persist::save(memory, &scfg.keys, path) {
             Ok(n) => {
                 tracing::info!(sessions = n, file = %path.display(), "session snapshot written")
             }
@@ -230,8 +232,10 @@ impl SessionUpkeep {
 
     fn sweep(&self) {
         let cfg = self.shared.config.load();
-        let Some(scfg) = &cfg.session else { return };
-        let n = self.shared.store.sweep(
+        let (Some(scfg), Some(memory)) = (&cfg.session, self.shared.store.memory()) else {
+            return;
+        };
+        let n = memory.sweep(
             self.shared.clock.now_ms(),
             scfg.idle_timeout.as_millis() as u64,
             scfg.absolute_timeout.as_millis() as u64,

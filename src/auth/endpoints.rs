@@ -27,7 +27,7 @@ pub async fn handle(
     Ok(match (sub, method) {
         ("/login", http::Method::GET | http::Method::HEAD) => login_page(ctx, None, "", 200),
         ("/login", http::Method::POST) => login(gw, s, ctx).await?,
-        ("/logout", http::Method::POST) => logout(gw, s, ctx),
+        ("/logout", http::Method::POST) => logout(gw, s, ctx).await,
         ("/logout", _) | ("/login", _) => Reply::error(405, "method_not_allowed", "use POST")
             .header(
                 "allow",
@@ -37,8 +37,8 @@ pub async fn handle(
                     "POST"
                 },
             ),
-        ("/me", http::Method::GET | http::Method::HEAD) => me(gw, s, ctx),
-        ("/verify", _) => verify(gw, s, ctx),
+        ("/me", http::Method::GET | http::Method::HEAD) => me(gw, s, ctx).await,
+        ("/verify", _) => verify(gw, s, ctx).await,
         _ => Reply::error(404, "not_found", "no such endpoint"),
     })
 }
@@ -173,10 +173,10 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
         ));
     };
     // Never promote a session the client brought: end it and issue a fresh id.
-    if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx) {
-        let _ = session::end(&gw.shared.backends(), &old);
+    if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx).await {
+        let _ = session::end(&gw.shared.backends(), &old).await;
     }
-    let created = session::create(scfg, &gw.shared.backends(), identity);
+    let created = session::create(scfg, &gw.shared.backends(), identity).await;
     let (value, record) = match created {
         Ok(v) => v,
         Err(e @ crate::session::store::StoreError::Refused(_)) => {
@@ -199,7 +199,7 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
     Ok(Reply::redirect(303, &target).header("set-cookie", session::set_cookie(scfg, &value)))
 }
 
-fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
+async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     // A cross-site request never ends a session (logout CSRF).
     if let Some(why) = crate::csrf::cross_site(&s.req_header().headers, &ctx.own_origin()) {
         tracing::warn!(request_id = %ctx.request_id, reason = why, "cross-site logout refused");
@@ -208,9 +208,17 @@ fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");
     };
-    if let Ok(Lookup::Hit(active)) = gw.load_session(s, ctx) {
+    let lookup = match gw.load_session(s, ctx).await {
+        Ok(l) => l,
+        // Clearing only the cookie would leave the session alive in the store for anyone
+        // holding a copy: say that logout did not happen.
+        Err(StoreDown) => {
+            return Reply::error(503, "session_store_unavailable", "try again shortly")
+        }
+    };
+    if let Lookup::Hit(active) = lookup {
         ctx.identity = Some(active.record.identity.clone());
-        match session::end(&gw.shared.backends(), &active) {
+        match session::end(&gw.shared.backends(), &active).await {
             Ok(_) => {
                 tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout")
             }
@@ -228,11 +236,11 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
+async fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");
     };
-    match gw.load_session(s, ctx) {
+    match gw.load_session(s, ctx).await {
         Ok(Lookup::Hit(active)) => {
             let r = &active.record;
             ctx.identity = Some(r.identity.clone());
@@ -255,8 +263,8 @@ fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
 }
 
 /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
-fn verify(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
-    match gw.load_session(s, ctx) {
+async fn verify(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
+    match gw.load_session(s, ctx).await {
         Ok(Lookup::Hit(active)) => {
             let id = active.record.identity.clone();
             ctx.identity = Some(id.clone());

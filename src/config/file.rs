@@ -187,16 +187,35 @@ fn default_max_sessions() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     #[serde(default = "default_redis_url")]
-    pub url: String,
+    pub url: Spanned<String>,
     #[serde(default = "default_key_prefix")]
-    pub key_prefix: String,
+    pub key_prefix: Spanned<String>,
+    /// The Redis password (AUTH), kept out of gateway.toml.
+    pub password_file: Option<Spanned<String>>,
+    /// PEM CA certificates for `rediss://` servers with a private CA.
+    pub tls_ca_file: Option<Spanned<String>>,
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: Spanned<DurationStr>,
+    #[serde(default = "default_touch_interval")]
+    pub touch_interval: Spanned<DurationStr>,
+    #[serde(default = "default_near_cache_ttl")]
+    pub near_cache_ttl: Spanned<DurationStr>,
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/0".into()
+fn default_redis_url() -> Spanned<String> {
+    Spanned::new(0..0, "redis://127.0.0.1:6379/0".into())
 }
-fn default_key_prefix() -> String {
-    "portcullis:".into()
+fn default_key_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "portcullis:".into())
+}
+fn default_redis_timeout() -> Spanned<DurationStr> {
+    Spanned::new(0..0, DurationStr(Duration::from_millis(500)))
+}
+fn default_touch_interval() -> Spanned<DurationStr> {
+    Spanned::new(0..0, d(60))
+}
+fn default_near_cache_ttl() -> Spanned<DurationStr> {
+    Spanned::new(0..0, d(30))
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 
 pub mod file;
 mod jwt;
+pub mod redis;
 pub mod runtime;
 
 pub use runtime::{

@@ -74,6 +74,8 @@ pub struct SessionConfig {
     pub persist_file: Option<PathBuf>,
     /// `store = "cookie"`: the sealed record rides in the cookie, nothing is stored.
     pub stateless: bool,
+    /// `store = "redis"`: sessions live in Redis, shared by every instance.
+    pub redis: Option<Arc<super::redis::RedisConfig>>,
 }
 
 #[derive(Debug)]
@@ -112,12 +114,6 @@ pub struct RouteConfig {
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
-    if let Some(redis) = &f.redis {
-        return Err(src.at(
-            redis.span(),
-            "[redis] is not supported by this version of portcullis (store = \"memory\" only)",
-        ));
-    }
     let assertion = match (
         f.identity.assertion.get_ref().as_str(),
         f.identity.assertion_key_file.as_str(),
@@ -194,9 +190,15 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         Some(Arc::new(super::jwt::issuers(src, f.jwt)?))
     };
 
+    if let (Some(r), None) = (&f.redis, &f.session) {
+        return Err(src.at(
+            r.span(),
+            "[redis] needs a [session] section with store = \"redis\"",
+        ));
+    }
     let session = match f.session {
         None => None,
-        Some(s) => Some(session_config(src, s, tls.is_some())?),
+        Some(s) => Some(session_config(src, s, f.redis.as_ref(), tls.is_some())?),
     };
 
     let identity = IdentityHeaders::new(
@@ -430,6 +432,7 @@ fn resolve_target(src: &Source<'_>, t: &toml::Spanned<String>) -> Result<SocketA
 fn session_config(
     src: &Source<'_>,
     s: file::SessionSection,
+    redis: Option<&toml::Spanned<file::RedisSection>>,
     has_tls: bool,
 ) -> Result<SessionConfig, ConfigError> {
     let keys_file = src.resolve(s.keys_file.get_ref());
@@ -485,17 +488,39 @@ fn session_config(
         StoreKind::Memory => false,
         StoreKind::Cookie => {
             if !s.persist_file.is_empty() {
-                return Err(src.at(s.store.span(), "persist_file has no meaning with store = \"cookie\" (nothing is stored)"));
+                return Err(src.at(
+                    s.store.span(),
+                    "persist_file has no meaning with store = \"cookie\" (nothing is stored)",
+                ));
             }
             true
         }
-        StoreKind::Redis => {
+        StoreKind::Redis => false,
+    };
+    let redis = match (s.store.get_ref(), redis) {
+        (StoreKind::Redis, Some(r)) => Some(Arc::new(super::redis::redis_config(
+            src,
+            r.get_ref(),
+            idle,
+        )?)),
+        (StoreKind::Redis, None) => return Err(src.at(
+            s.store.span(),
+            "store = \"redis\" needs a [redis] section (at least url = \"redis://host:6379/0\")",
+        )),
+        (_, Some(r)) => {
             return Err(src.at(
-                s.store.span(),
-                "store = \"redis\" is not supported by this version of portcullis (use \"memory\" or \"cookie\")",
+                r.span(),
+                "[redis] is only used with [session] store = \"redis\"",
             ))
         }
+        (_, None) => None,
     };
+    if redis.is_some() && !s.persist_file.is_empty() {
+        return Err(src.at(
+            s.store.span(),
+            "persist_file has no meaning with store = \"redis\" (Redis keeps the sessions)",
+        ));
+    }
     if s.max_sessions == 0 {
         return Err(src.file("session.max_sessions must be greater than 0"));
     }
@@ -510,6 +535,7 @@ fn session_config(
         max_sessions: s.max_sessions,
         persist_file: (!s.persist_file.is_empty()).then(|| src.resolve(&s.persist_file)),
         stateless,
+        redis,
     })
 }
 

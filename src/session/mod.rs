@@ -4,6 +4,7 @@ pub mod codec;
 pub mod cookie;
 pub mod keys;
 pub mod persist;
+pub mod redis;
 pub mod stateless;
 pub mod store;
 
@@ -11,7 +12,7 @@ use crate::config::{SameSite, SessionConfig};
 use crate::identity::Identity;
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
-use store::{Clock, Expiry, SessionRecord, SessionStore, StoreError};
+use store::{Clock, Expiry, SessionRecord, Store, StoreError};
 
 /// The outcome of looking up the session a request carries.
 #[derive(Debug)]
@@ -57,10 +58,10 @@ pub struct StatelessSession {
 /// What session operations need besides the config: the server-side store (memory mode),
 /// the deny-list (cookie mode), the clock and randomness.
 pub struct Backends<'a> {
-    pub store: &'a dyn SessionStore,
+    pub store: &'a Store,
     pub deny: &'a stateless::DenyList,
     pub clock: &'a dyn Clock,
-    pub rng: &'a dyn ring::rand::SecureRandom,
+    pub rng: &'a (dyn ring::rand::SecureRandom + Sync),
 }
 
 fn key_of_stateless(id: &[u8; 16]) -> StoreKey {
@@ -75,7 +76,7 @@ fn key_of_stateless(id: &[u8; 16]) -> StoreKey {
 
 /// Look up the session named by the request's cookie, enforce idle and absolute expiry
 /// and slide the idle expiry.
-pub fn lookup<'a>(
+pub async fn lookup<'a>(
     cfg: &SessionConfig,
     b: &Backends<'_>,
     cookie_headers: impl Iterator<Item = &'a [u8]>,
@@ -127,14 +128,15 @@ pub fn lookup<'a>(
         Err(r) => return Ok(Lookup::Invalid(r)),
     };
     let key = id.store_key();
-    let Some(record) = b.store.load(&key)? else {
+    let Some(record) = b.store.load(cfg, &key).await? else {
         return Ok(Lookup::Miss);
     };
+    let idle_ms = idle_ms + b.store.idle_slack_ms();
     if let Some(why) = store::is_expired(&record, now, idle_ms, absolute_ms) {
-        b.store.delete(&key)?;
+        b.store.delete(&key).await?;
         return Ok(Lookup::Expired(why));
     }
-    b.store.touch(&key, &record, now)?;
+    b.store.touch(cfg, &key, &record, now);
     Ok(Lookup::Hit(ActiveSession {
         key,
         record,
@@ -143,7 +145,7 @@ pub fn lookup<'a>(
 }
 
 /// Start a new session with a fresh random id; returns the cookie value.
-pub fn create(
+pub async fn create(
     cfg: &SessionConfig,
     b: &Backends<'_>,
     identity: Identity,
@@ -168,29 +170,25 @@ pub fn create(
         SessionId::generate(b.rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
     let rec = SessionRecord::new(identity, now);
     let key = id.store_key();
-    b.store.create(key, rec)?;
-    let stored = b
-        .store
-        .load(&key)?
-        .ok_or_else(|| StoreError::Unavailable("session vanished".into()))?;
+    let stored = b.store.create(cfg, key, rec).await?;
     Ok((id.encode(&cfg.keys), stored))
 }
 
 /// End a session (logout): delete it from the store, or deny-list a cookie session so that
 /// a copy of the cookie is dead too.
-pub fn end(b: &Backends<'_>, active: &ActiveSession) -> Result<(), StoreError> {
+pub async fn end(b: &Backends<'_>, active: &ActiveSession) -> Result<(), StoreError> {
     match &active.stateless {
         Some(s) => {
             b.deny.deny(s.id);
             Ok(())
         }
-        None => b.store.delete(&active.key).map(|_| ()),
+        None => b.store.delete(&active.key).await.map(|_| ()),
     }
 }
 
 /// Revoke every session of `user`. Returns how many were removed when the store can count
 /// them (memory), `None` for cookie sessions (all issued until now are denied).
-pub fn revoke_user(
+pub async fn revoke_user(
     cfg: Option<&SessionConfig>,
     b: &Backends<'_>,
     user: &str,
@@ -199,7 +197,7 @@ pub fn revoke_user(
         b.deny.deny_user(user, b.clock.now_ms());
         return Ok(None);
     }
-    b.store.delete_user(user).map(Some)
+    b.store.delete_user(user).await.map(Some)
 }
 
 fn same_site(s: SameSite) -> &'static str {
@@ -235,6 +233,7 @@ pub fn clear_cookie(cfg: &SessionConfig) -> String {
 mod tests {
     use super::*;
     use crate::config::SessionConfig;
+    use futures_util::FutureExt;
     use keys::KeyRing;
     use std::path::PathBuf;
     use std::sync::atomic::Ordering;
@@ -253,11 +252,12 @@ mod tests {
             max_sessions: 100,
             persist_file: None,
             stateless: false,
+            redis: None,
         }
     }
 
     fn backends<'a>(
-        s: &'a MemoryStore,
+        s: &'a Store,
         clock: &'a ManualClock,
         deny: &'a stateless::DenyList,
         rng: &'a ring::rand::SystemRandom,
@@ -270,7 +270,7 @@ mod tests {
         }
     }
 
-    fn look(c: &SessionConfig, s: &MemoryStore, clock: &ManualClock, v: &str) -> Lookup {
+    fn look(c: &SessionConfig, s: &Store, clock: &ManualClock, v: &str) -> Lookup {
         let header = format!("s={v}");
         let (deny, rng) = (
             stateless::DenyList::new(Duration::from_secs(600)),
@@ -281,6 +281,8 @@ mod tests {
             &backends(s, clock, &deny, &rng),
             [header.as_bytes()].into_iter(),
         )
+        .now_or_never()
+        .expect("the memory store never waits")
         .unwrap()
     }
 
@@ -288,7 +290,11 @@ mod tests {
     /// lookup the proxy uses.
     #[test]
     fn lookup_enforces_expiry_with_an_injected_clock() {
-        let (c, s, clock) = (cfg(), MemoryStore::new(100), ManualClock::default());
+        let (c, s, clock) = (
+            cfg(),
+            Store::Memory(Arc::new(MemoryStore::new(100))),
+            ManualClock::default(),
+        );
         clock.0.store(1_000_000, Ordering::Relaxed);
         let who = Identity {
             user: "alice".into(),
@@ -299,7 +305,10 @@ mod tests {
             stateless::DenyList::new(Duration::from_secs(600)),
             ring::rand::SystemRandom::new(),
         );
-        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who).unwrap();
+        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         for _ in 0..5 {
             clock.0.fetch_add(50_000, Ordering::Relaxed); // < 60 s idle each time
             assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
@@ -319,7 +328,10 @@ mod tests {
             email: String::new(),
             groups: vec![],
         };
-        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who).unwrap();
+        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         clock.0.fetch_add(60_000, Ordering::Relaxed);
         assert!(matches!(
             look(&c, &s, &clock, &v),
@@ -330,7 +342,10 @@ mod tests {
             Lookup::Invalid(_)
         ));
         assert!(matches!(
-            lookup(&c, &backends(&s, &clock, &deny, &rng), std::iter::empty()).unwrap(),
+            lookup(&c, &backends(&s, &clock, &deny, &rng), std::iter::empty())
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
             Lookup::None
         ));
     }

@@ -15,6 +15,9 @@ pub struct SessionRecord {
     pub identity: Arc<Identity>,
     pub created_ms: u64,
     last_seen_ms: AtomicU64,
+    /// The `last_seen_ms` the shared store (Redis) last recorded; touches are written back
+    /// only when this falls `touch_interval` behind.
+    persisted_ms: AtomicU64,
 }
 
 impl SessionRecord {
@@ -23,6 +26,7 @@ impl SessionRecord {
             identity: Arc::new(identity),
             created_ms,
             last_seen_ms: AtomicU64::new(created_ms),
+            persisted_ms: AtomicU64::new(created_ms),
         }
     }
 
@@ -31,11 +35,24 @@ impl SessionRecord {
             identity: Arc::new(identity),
             created_ms,
             last_seen_ms: AtomicU64::new(last_seen_ms),
+            persisted_ms: AtomicU64::new(last_seen_ms),
         }
     }
 
     pub fn last_seen_ms(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn seen(&self, now_ms: u64) {
+        self.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn persisted_ms(&self) -> u64 {
+        self.persisted_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_persisted(&self, ms: u64) {
+        self.persisted_ms.fetch_max(ms, Ordering::Relaxed);
     }
 }
 
@@ -63,6 +80,101 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Is the store able to serve (used by `/readyz`)?
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// The configured session store. An enum rather than a trait object: the memory store's
+/// calls stay synchronous and inlined on the hot path, only Redis awaits.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Memory(Arc<MemoryStore>),
+    Redis(Arc<super::redis::RedisStore>),
+}
+
+impl Store {
+    pub async fn create(
+        &self,
+        cfg: &crate::config::SessionConfig,
+        key: StoreKey,
+        rec: SessionRecord,
+    ) -> Result<Arc<SessionRecord>, StoreError> {
+        match self {
+            Self::Memory(m) => {
+                m.create(key, rec)?;
+                m.load(&key)?
+                    .ok_or_else(|| StoreError::Unavailable("session vanished".into()))
+            }
+            Self::Redis(r) => r.create(cfg, key, rec).await,
+        }
+    }
+
+    pub async fn load(
+        &self,
+        cfg: &crate::config::SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self {
+            Self::Memory(m) => m.load(key),
+            Self::Redis(r) => r.load(cfg, key).await,
+        }
+    }
+
+    pub fn touch(
+        &self,
+        cfg: &crate::config::SessionConfig,
+        key: &StoreKey,
+        rec: &Arc<SessionRecord>,
+        now_ms: u64,
+    ) {
+        match self {
+            Self::Memory(_) => rec.seen(now_ms),
+            Self::Redis(r) => r.touch(cfg, key, rec, now_ms),
+        }
+    }
+
+    pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(m) => m.delete(key),
+            Self::Redis(r) => r.delete(key).await,
+        }
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        match self {
+            Self::Memory(m) => m.delete_user(user),
+            Self::Redis(r) => r.delete_user(user).await,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Memory(m) => m.count(),
+            Self::Redis(r) => r.count(),
+        }
+    }
+
+    /// `/readyz`: can the store serve?
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            Self::Memory(m) => m.ping().map_err(|e| e.to_string()),
+            Self::Redis(r) => r.health(),
+        }
+    }
+
+    /// Idle time added to `idle_timeout` because touches are written back in batches.
+    pub fn idle_slack_ms(&self) -> u64 {
+        match self {
+            Self::Memory(_) => 0,
+            Self::Redis(r) => r.idle_slack_ms(),
+        }
+    }
+
+    /// The memory store, for snapshots and sweeping.
+    pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
+        match self {
+            Self::Memory(m) => Some(m),
+            Self::Redis(_) => None,
+        }
     }
 }
 

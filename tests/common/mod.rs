@@ -379,3 +379,38 @@ pub fn login(
     headers.extend_from_slice(extra);
     request(addr, "POST", "/.auth/login", &headers, &body)
 }
+
+/// Start a real `redis-server` on `addr` (loopback), with `extra` arguments. Logs go to
+/// the test directory; data (for `--appendonly yes`) too.
+pub fn redis_server_at(dir: &TempDir, addr: SocketAddr, extra: &[&str]) -> Proc {
+    let log = dir.path(&format!("redis-{}.log", addr.port()));
+    let data = dir.path(&format!("redis-{}", addr.port()));
+    std::fs::create_dir_all(&data).expect("redis dir");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log");
+    let child = Command::new("redis-server")
+        .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(&data)
+        .args(extra)
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("redis-server is required (scripts/test.sh installs it)");
+    let p = Proc {
+        child,
+        log,
+        term_first: true,
+    };
+    wait_port(addr);
+    p
+}
+
+pub fn redis_server(dir: &TempDir) -> (Proc, SocketAddr) {
+    let addr = free_addr();
+    (redis_server_at(dir, addr, &[]), addr)
+}

@@ -1,0 +1,117 @@
+//! Session records at rest in Redis: AES-256-GCM under the current session key's derived
+//! seal key, bound (as associated data) to the Redis key they are stored under, so a record
+//! copied to another key does not open. Value: key id ‖ nonce (12) ‖ ciphertext ‖ tag.
+
+use crate::session::codec::{self, Reader};
+use crate::session::keys::{KeyRing, KEY_ID_LEN};
+use crate::session::store::SessionRecord;
+use ring::aead;
+use ring::rand::SecureRandom;
+
+const VERSION: u8 = 1;
+const AAD_PREFIX: &[u8] = b"portcullis redis record v1\0";
+
+fn aad(redis_key: &str) -> Vec<u8> {
+    [AAD_PREFIX, redis_key.as_bytes()].concat()
+}
+
+fn aead_key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
+    aead::UnboundKey::new(&aead::AES_256_GCM, seal)
+        .ok()
+        .map(aead::LessSafeKey::new)
+}
+
+/// Seal `rec` (with `last_seen_ms`) for storage under `redis_key`.
+pub fn seal(
+    keys: &KeyRing,
+    redis_key: &str,
+    rec: &SessionRecord,
+    last_seen_ms: u64,
+    rng: &dyn SecureRandom,
+) -> Option<Vec<u8>> {
+    let mut plain = Vec::with_capacity(96);
+    plain.push(VERSION);
+    plain.extend_from_slice(&rec.created_ms.to_le_bytes());
+    plain.extend_from_slice(&last_seen_ms.to_le_bytes());
+    codec::put_identity(&mut plain, &rec.identity);
+    let k = keys.current();
+    let mut nonce = [0u8; 12];
+    rng.fill(&mut nonce).ok()?;
+    aead_key(&k.seal)?
+        .seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad(redis_key)),
+            &mut plain,
+        )
+        .ok()?;
+    let mut out = Vec::with_capacity(KEY_ID_LEN + 12 + plain.len());
+    out.extend_from_slice(&k.id);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&plain);
+    Some(out)
+}
+
+/// Open a stored value; `None` if it was sealed with a key no longer configured, for
+/// another Redis key, or altered.
+pub fn open(keys: &KeyRing, redis_key: &str, value: &[u8]) -> Option<SessionRecord> {
+    if value.len() < KEY_ID_LEN + 12 + 16 {
+        return None;
+    }
+    let (kid, rest) = value.split_at(KEY_ID_LEN);
+    let k = keys.by_id(kid)?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&rest[..12]);
+    let mut body = rest[12..].to_vec();
+    let plain = aead_key(&k.seal)?
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(aad(redis_key)),
+            &mut body,
+        )
+        .ok()?;
+    let mut r = Reader(plain);
+    if r.take(1)? != [VERSION] {
+        return None;
+    }
+    let (created, last_seen) = (r.u64()?, r.u64()?);
+    let identity = r.identity()?;
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(SessionRecord::restored(identity, created, last_seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn round_trip_binding_and_rotation() {
+        let old = KeyRing::from_raw_keys(&[vec![7u8; 32]]);
+        let rng = ring::rand::SystemRandom::new();
+        let rec = SessionRecord::new(
+            Identity {
+                user: "ana".into(),
+                email: "a@x".into(),
+                groups: vec!["g".into()],
+            },
+            1_000,
+        );
+        let v = seal(&old, "p:s:aa", &rec, 5_000, &rng).unwrap();
+        let back = open(&old, "p:s:aa", &v).unwrap();
+        assert_eq!(back.identity.user, "ana");
+        assert_eq!((back.created_ms, back.last_seen_ms()), (1_000, 5_000));
+        assert!(open(&old, "p:s:bb", &v).is_none(), "bound to its Redis key");
+        let mut bad = v.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(open(&old, "p:s:aa", &bad).is_none());
+        assert!(open(&old, "p:s:aa", &v[..20]).is_none());
+        // Rotation: a new signing key first, the old one still opens old records.
+        let rotated = KeyRing::from_raw_keys(&[vec![9u8; 32], vec![7u8; 32]]);
+        assert!(open(&rotated, "p:s:aa", &v).is_some());
+        let only_new = KeyRing::from_raw_keys(&[vec![9u8; 32]]);
+        assert!(open(&only_new, "p:s:aa", &v).is_none());
+    }
+}
