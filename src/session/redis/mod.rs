@@ -61,7 +61,7 @@ struct Inner {
     epoch: AtomicU64,
     last_heard: Mutex<Instant>,
     pending: Mutex<HashMap<StoreKey, Pending>>,
-    /// `Ok` after the last heartbeat was published, else why not.
+    /// The outcome of the latest Redis command (`Ok`, or why not), for `/readyz`.
     health: Mutex<Result<(), String>>,
     instance: String,
     metrics: Metrics,
@@ -146,6 +146,9 @@ impl Inner {
         if r.is_err() {
             self.metrics.redis_errors.with_label_values(&[op]).inc();
         }
+        // Readiness follows the latest answer, from requests and heartbeats alike.
+        let state = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = state;
         r
     }
 
@@ -241,9 +244,7 @@ impl Inner {
                 .arg(self.channel())
                 .arg(format!("p {}", self.instance))
                 .clone();
-            let h = self.timed::<i64>("publish", &beat).await;
-            *self.health.lock().unwrap_or_else(|p| p.into_inner()) =
-                h.map(|_| ()).map_err(|e| e.to_string());
+            let _ = self.timed::<i64>("publish", &beat).await;
             let silent = self
                 .last_heard
                 .lock()

@@ -1,0 +1,383 @@
+//! Several gateway instances sharing real `redis-server`s: a single node and a 3-master
+//! local Cluster. Login on one instance, use on another; logout and revocation propagate
+//! through the near-caches; Redis dies and comes back; a gateway is SIGKILLed.
+
+mod common;
+use common::*;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = "session";
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn alice_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| hash_password("alice-pw"))
+}
+
+/// Shared files (keys, users, admin token) for every instance in `dir`.
+fn write_shared(dir: &TempDir) {
+    dir.write("session.keys", &gen_key());
+    dir.write(
+        "users.toml",
+        &format!(
+            "[[user]]\nname = \"alice\"\npassword = \"{h}\"\nemail = \"alice@example.com\"\n\
+             [[user]]\nname = \"bob\"\npassword = \"{h}\"\n",
+            h = alice_hash()
+        ),
+    );
+    dir.write("admin.token", &format!("{TOKEN}\n"));
+}
+
+/// One gateway instance's config, pointing at `url`.
+fn instance(dir: &TempDir, name: &str, url: &str, echo: SocketAddr) -> Gateway {
+    let addrs = Addrs::new();
+    let cfg = dir.write(
+        &format!("{name}.toml"),
+        &format!(
+            "[listen]\nhttp = [\"{http}\"]\nthreads = 2\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\
+             [session]\nkeys_file = \"session.keys\"\nsecure = false\nstore = \"redis\"\n\
+             [redis]\nurl = \"{url}\"\nkey_prefix = \"pc-test:\"\ntimeout = \"300ms\"\n\
+             [auth]\nusers_file = \"users.toml\"\nlogin_attempts = \"100/1m\"\n\
+             [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n\
+             [[route]]\npath = \"/\"\nupstream = \"app\"\n\
+             [[route]]\npath = \"/public\"\nupstream = \"app\"\naccess = \"public\"\n",
+            http = addrs.http,
+            admin = addrs.admin,
+        ),
+    );
+    start_gateway(dir, &cfg, &addrs, false)
+}
+
+fn restart_killed(dir: &TempDir, g: &mut Gateway) {
+    g.proc.signal("KILL");
+    g.proc.wait_exit(Duration::from_secs(10)).expect("killed");
+    let addrs = Addrs {
+        http: g.http,
+        https: free_addr(),
+        admin: g.admin,
+    };
+    *g = start_gateway(dir, &g.config.clone(), &addrs, false);
+}
+
+fn login_cookie(h: SocketAddr, user: &str) -> String {
+    let r = login(h, user, "alice-pw", "/", &[]);
+    assert_eq!(r.status, 303, "login {user}: {r:?}");
+    format!("{COOKIE}={}", r.set_cookie_value(COOKIE).unwrap())
+}
+
+fn app(h: SocketAddr, cookie: &str) -> Resp {
+    get(
+        h,
+        "/app",
+        &[("Cookie", cookie), ("Accept", "application/json")],
+    )
+}
+
+fn metric(g: &Gateway, prefix: &str) -> f64 {
+    admin_get(g, "/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Make sure `g` serves `cookie` from its near-cache, then end the session through
+/// `end`, and measure how long `g` keeps accepting it. Returns the propagation time.
+fn propagation(g: &Gateway, cookie: &str, end: impl FnOnce()) -> Duration {
+    for _ in 0..3 {
+        assert_eq!(app(g.http, cookie).status, 200);
+    }
+    let start = Instant::now();
+    end();
+    loop {
+        let s = app(g.http, cookie).status;
+        if s == 401 {
+            return start.elapsed();
+        }
+        assert_eq!(s, 200, "only the old answer or the new one");
+        assert!(start.elapsed() < Duration::from_secs(5), "never propagated");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn shared_sessions_across_instances(tag: &str, url: &str, dir: &TempDir, echo: SocketAddr) {
+    let mut a = instance(dir, &format!("{tag}-a"), url, echo);
+    let b = instance(dir, &format!("{tag}-b"), url, echo);
+
+    // Login on A, use on B.
+    let c1 = login_cookie(a.http, "alice");
+    let r = app(b.http, &c1);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
+
+    // Logout on A: B (which holds the session in its near-cache) refuses it within 1 s.
+    let t_logout = propagation(&b, &c1, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c1)], "");
+        assert_eq!(out.status, 303);
+    });
+    println!("{tag}: logout on A rejected on B after {t_logout:?}");
+    assert!(t_logout < Duration::from_secs(1), "{t_logout:?}");
+    assert!(metric(&b, "portcullis_session_cache_total{result=\"hit\"}") >= 2.0);
+    assert!(metric(&b, "portcullis_session_invalidations_total") >= 1.0);
+
+    // Revoke a user through B's admin: A (near-cached) refuses within 1 s; bob unaffected.
+    let c2 = login_cookie(b.http, "alice");
+    let c3 = login_cookie(a.http, "alice");
+    let bob = login_cookie(a.http, "bob");
+    assert_eq!(app(a.http, &c3).status, 200);
+    let t_revoke = propagation(&a, &c2, || {
+        let r = request(
+            b.admin,
+            "DELETE",
+            "/sessions?user=alice",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.json()["revoked"], 2);
+    });
+    println!("{tag}: revocation via B rejected on A after {t_revoke:?}");
+    assert!(t_revoke < Duration::from_secs(1), "{t_revoke:?}");
+    assert_eq!(app(a.http, &c3).status, 401);
+    assert_eq!(app(b.http, &c3).status, 401);
+    assert_eq!(app(b.http, &bob).status, 200);
+
+    // A gateway killed with SIGKILL and restarted: every session Redis holds is valid.
+    let c4 = login_cookie(a.http, "alice");
+    restart_killed(dir, &mut a);
+    for c in [&c4, &bob] {
+        assert_eq!(app(a.http, c).status, 200);
+    }
+    assert_eq!(
+        app(a.http, &c1).status,
+        401,
+        "a logged-out session stays dead"
+    );
+
+    // Metrics keep to fixed labels and pass promtool's format check.
+    let m = admin_get(&a, "/metrics").body;
+    assert!(m.contains("portcullis_redis_duration_seconds_bucket{op=\"get\""));
+    assert!(!m.contains("alice"));
+    assert_eq!(admin_get(&a, "/readyz").status, 200);
+}
+
+#[test]
+fn instances_share_sessions_through_a_single_redis() {
+    let dir = TempDir::new("redis-single");
+    let (_echo, echo) = echo("app", &dir);
+    let (_redis, raddr) = redis_server(&dir);
+    write_shared(&dir);
+    shared_sessions_across_instances("single", &format!("redis://{raddr}/0"), &dir, echo);
+}
+
+/// A 3-master Redis Cluster on loopback (no replicas), created with redis-cli.
+fn cluster(dir: &TempDir) -> (Vec<Proc>, Vec<SocketAddr>) {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let procs: Vec<Proc> = addrs
+        .iter()
+        .map(|a| {
+            let conf = format!("nodes-{}.conf", a.port());
+            redis_server_at(
+                dir,
+                *a,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+            )
+        })
+        .collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(addrs.iter().map(|a| a.to_string()))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (redis-tools) is required");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ok = eventually(Duration::from_secs(20), || {
+        addrs.iter().all(|a| {
+            Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &a.port().to_string(),
+                    "cluster",
+                    "info",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        })
+    });
+    assert!(ok, "cluster never became ready");
+    (procs, addrs)
+}
+
+#[test]
+fn instances_share_sessions_through_a_redis_cluster() {
+    let dir = TempDir::new("redis-cluster");
+    let (_echo, echo) = echo("app", &dir);
+    let (_nodes, addrs) = cluster(&dir);
+    write_shared(&dir);
+    let url = format!(
+        "redis+cluster://{}",
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    shared_sessions_across_instances("cluster", &url, &dir, echo);
+    // Sessions spread over the masters' slots.
+    let mut keys_per_node = Vec::new();
+    for a in &addrs {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &a.port().to_string(), "dbsize"])
+            .output()
+            .unwrap();
+        keys_per_node.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    println!("cluster keys per node: {keys_per_node:?}");
+}
+
+#[test]
+fn redis_down_means_503_never_a_wrong_identity_and_recovery_is_automatic() {
+    let dir = TempDir::new("redis-down");
+    let (_echo, echo) = echo("app", &dir);
+    let raddr = free_addr();
+    // Append-only with fsync on every write: Redis itself keeps sessions over its restart.
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let mut redis = redis_server_at(&dir, raddr, &aof);
+    write_shared(&dir);
+    let g = instance(&dir, "down", &format!("redis://{raddr}/0"), echo);
+    let alice = login_cookie(g.http, "alice");
+    let bob = login_cookie(g.http, "bob");
+
+    // Traffic from two users runs while Redis is killed and restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new([
+        AtomicUsize::new(0), // 200
+        AtomicUsize::new(0), // 503
+    ]);
+    let workers: Vec<_> = [("alice", alice.clone()), ("bob", bob.clone())]
+        .into_iter()
+        .map(|(user, cookie)| {
+            let (stop, counts) = (stop.clone(), counts.clone());
+            let h = g.http;
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = app(h, &cookie);
+                    match r.status {
+                        200 => {
+                            assert_eq!(r.upstream_header("x-forwarded-user"), [user]);
+                            counts[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        503 => {
+                            assert_eq!(r.json()["error"], "session_store_unavailable");
+                            counts[1].fetch_add(1, Ordering::Relaxed);
+                        }
+                        s => panic!("{user}: unexpected {s}: {r:?}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    redis.signal("KILL");
+    redis
+        .wait_exit(Duration::from_secs(5))
+        .expect("redis killed");
+    // Protected routes: 503 (the near-cache is dropped with the invalidation channel).
+    assert!(eventually(Duration::from_secs(5), || app(g.http, &alice)
+        .status
+        == 503));
+    let down_at = counts[1].load(Ordering::Relaxed);
+    // Public routes keep serving; login says 503; /readyz says why.
+    assert_eq!(get(g.http, "/public/x", &[("Cookie", &alice)]).status, 200);
+    let l = login(g.http, "alice", "alice-pw", "/", &[]);
+    assert_eq!(l.status, 503, "{l:?}");
+    assert!(l.header("set-cookie").is_none());
+    assert!(eventually(Duration::from_secs(3), || admin_get(
+        &g, "/readyz"
+    )
+    .status
+        == 503));
+    let ready = admin_get(&g, "/readyz");
+    assert!(ready.body.contains("session store"), "{}", ready.body);
+    assert!(!ready.body.contains("alice"));
+    let out = request(g.http, "POST", "/.auth/logout", &[("Cookie", &alice)], "");
+    assert_eq!(out.status, 503, "a logout that cannot reach Redis says so");
+
+    // Redis returns (same port, same data): everything recovers without a restart.
+    let _redis = redis_server_at(&dir, raddr, &aof);
+    assert!(
+        eventually(Duration::from_secs(10), || app(g.http, &alice).status
+            == 200),
+        "no recovery"
+    );
+    assert!(eventually(Duration::from_secs(5), || admin_get(
+        &g, "/readyz"
+    )
+    .status
+        == 200));
+    assert_eq!(login(g.http, "alice", "alice-pw", "/", &[]).status, 303);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("no wrong identity, no unexpected status");
+    }
+    let (ok, unavailable) = (
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    );
+    println!("during the outage test: {ok} x 200, {unavailable} x 503");
+    assert!(down_at > 0 && ok > 0);
+    let log = g.proc.log_text();
+    assert!(!log.contains("panicked"), "a panic was logged");
+    assert!(metric(&g, "portcullis_redis_errors_total{op=\"get\"}") >= 1.0);
+}
+
+#[test]
+fn redis_settings_are_checked_at_load() {
+    let dir = TempDir::new("redis-config");
+    dir.write("session.keys", &gen_key());
+    let base = "[listen]\nhttp = [\"127.0.0.1:1\"]\n[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:2\"]\n[[route]]\npath = \"/\"\nupstream = \"a\"\naccess = \"public\"\n";
+    let cases = [
+        ("[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\n", "needs a [redis] section"),
+        ("[session]\nkeys_file = \"session.keys\"\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n", "only used with"),
+        ("[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\n[redis]\nurl = \"http://x:1\"\n", "unknown redis url scheme"),
+        ("[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\n[redis]\nurl = \"redis+sentinel://127.0.0.1:26379\"\n", "master name"),
+        ("[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\nidle_timeout = \"1m\"\n[redis]\ntouch_interval = \"1m\"\n", "at most half of idle_timeout"),
+        ("[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\n[redis]\ntimeout = \"1m\"\n", "between 10ms and 10s"),
+    ];
+    for (section, want) in cases {
+        let cfg = dir.write("gateway.toml", &format!("{base}{section}"));
+        let out = Command::new(BIN)
+            .args(["check", "-c", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{section}: {err}");
+        assert!(err.contains(want), "{section}: {err}");
+    }
+    // A password in the url never reaches a message.
+    let cfg = dir.write(
+        "gateway.toml",
+        &format!("{base}[session]\nkeys_file = \"session.keys\"\nstore = \"redis\"\n[redis]\nurl = \"redis://:hunter2@127.0.0.1:6379\"\n"),
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
