@@ -277,7 +277,7 @@ async fn connect(
                 .response_timeout(cfg.timeout)
                 .retries(1);
             if let Some(pw) = &cfg.password {
-                b = b.password(&String::from_utf8_lossy(pw.expose()));
+                b = b.password(String::from_utf8_lossy(pw.expose()));
             }
             if let Some(ca) = &cfg.tls_ca {
                 b = b.certs(TlsCertificates {
