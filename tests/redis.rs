@@ -381,3 +381,54 @@ fn redis_settings_are_checked_at_load() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
+
+#[test]
+fn instances_find_the_master_through_redis_sentinel() {
+    let dir = TempDir::new("redis-sentinel");
+    let (_echo, echo) = echo("app", &dir);
+    let (_master, maddr) = redis_server(&dir);
+    let saddr = free_addr();
+    // Sentinel rewrites its config file, so it gets its own writable copy.
+    let conf = dir.write(
+        "sentinel.conf",
+        &format!(
+            "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
+            saddr.port(),
+            maddr.port()
+        ),
+    );
+    let log = dir.path("sentinel.log");
+    let child = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let _sentinel = Proc {
+        child,
+        log,
+        term_first: true,
+    };
+    wait_port(saddr);
+    write_shared(&dir);
+    let url = format!("redis+sentinel://{saddr}/mymaster/0");
+    let a = instance(&dir, "sent-a", &url, echo);
+    let b = instance(&dir, "sent-b", &url, echo);
+    let c = login_cookie(a.http, "alice");
+    let r = app(b.http, &c);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
+    let t = propagation(&b, &c, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c)], "");
+        assert_eq!(out.status, 303);
+    });
+    println!("sentinel: logout on A rejected on B after {t:?}");
+    assert!(t < Duration::from_secs(1));
+    // The session really lives on the master the Sentinel named.
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &maddr.port().to_string(), "--scan", "--pattern", "pc-test:u:*"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
