@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs the build and test
-# dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl, and
-# chromium for the real-browser login test), then
+# dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl,
+# redis-server + redis-cli for the Redis store, and chromium for the real-browser login
+# test), then
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 command -v python3 >/dev/null || need+=(python3)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
