@@ -11,6 +11,9 @@
 #   3. portcullis, public route
 #   4. portcullis, authenticated route with a valid session cookie
 #   5. nginx auth_request -> portcullis /.auth/verify -> upstream
+#   6. a bare pingora proxy (reference: what pingora itself costs)
+#   7. portcullis, authenticated route, store = "redis" (a local redis-server; the
+#      near-cache serves the session, Redis sees touches and heartbeats)
 #   6. a bare pingora proxy (benches/bare_pingora.rs): what pingora alone costs
 # and the ratios of 3, 4 and 5 to 2. Results also go to target/load-bench.txt.
 # Numbers are measurements, not assertions: nothing here passes or fails.
@@ -32,6 +35,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v cmake >/dev/null || need+=(cmake)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -59,6 +63,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port); BP=$(free_port)
+RP=$(free_port); PCR=$(free_port); ADMR=$(free_port)
 
 nginx_conf() { # name, body
   mkdir -p "$WORK/$1"
@@ -129,15 +134,31 @@ access = "public"
 TOML
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/portcullis.log" &
 PIDS+=($!)
+# The same gateway with its sessions in Redis.
+redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+sed -e "s/127.0.0.1:$PC/127.0.0.1:$PCR/" -e "s/127.0.0.1:$ADM/127.0.0.1:$ADMR/" \
+    -e "s/^secure = false/secure = false\nstore = \"redis\"/" "$WORK/gateway.toml" > "$WORK/gateway-redis.toml"
+printf '[redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$RP" >> "$WORK/gateway-redis.toml"
+wait_port "$RP"
+RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway-redis.toml" 2>"$WORK/portcullis-redis.log" &
+PIDS+=($!)
 # Reference: a bare pingora proxy with nothing of ours in it.
 RUST_LOG=warn "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$WORK/bare.log" &
 PIDS+=($!)
-for p in $UP $NGX $NGXA $PC $ADM $BP; do wait_port "$p"; done
+for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR; do wait_port "$p"; done
 
-COOKIE=$(curl -s -o /dev/null -D - "http://127.0.0.1:$PC/.auth/login" \
-  --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
-  | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}')
+login_cookie() { # port
+  curl -s -o /dev/null -D - "http://127.0.0.1:$1/.auth/login" \
+    --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
+    | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}'
+}
+COOKIE=$(login_cookie "$PC")
 [ -n "$COOKIE" ] || { echo "login failed" >&2; cat "$WORK/portcullis.log" >&2; exit 1; }
+COOKIE_R=$(login_cookie "$PCR")
+[ -n "$COOKIE_R" ] || { echo "login (redis) failed" >&2; cat "$WORK/portcullis-redis.log" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE_R" "http://127.0.0.1:$PCR/x")" = 200 ] \
+  || { echo "redis-mode gateway did not answer 200 with a session" >&2; exit 1; }
 # Sanity: each path answers 200 before it is measured.
 for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "$url did not answer 200" >&2; exit 1; }
@@ -147,9 +168,9 @@ for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$url did not answer 401 without a session" >&2; exit 1; }
 done
 
-NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)")
-URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/")
-HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "")
+NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)" "portcullis auth (redis)")
+URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/" "http://127.0.0.1:$PCR/x")
+HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "" "Cookie: $COOKIE_R")
 
 # wrk latency in ms from "50%    1.23ms" style lines.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
@@ -174,7 +195,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 
 # Latency at a fixed, moderate rate: nginx proxy, portcullis (public and authenticated)
 # and the bare pingora reference.
-FIXED=(1 2 3 5)
+FIXED=(1 2 3 5 6)
 LAT="$WORK/latency"; : > "$LAT"
 for r in $(seq 1 "$ROUNDS"); do
   for i in "${FIXED[@]}"; do
@@ -203,6 +224,9 @@ done
     ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2fx", a/b}')
     printf '%-28s %12.0f %10.3f %10.3f %12s\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$ratio"
   done
+  mem=$(awk '$1==3 {print $2}' "$RES" | median)
+  red=$(awk '$1==6 {print $2}' "$RES" | median)
+  echo "redis store / memory store (authenticated): $(awk -v a="$red" -v b="$mem" 'BEGIN {printf "%.2fx", a/b}')"
   echo
   echo "fixed rate: oha -q $RATE -c $CONNS -z $RATE_DURATION --latency-correction, medians over $ROUNDS rounds"
   printf '%-28s %10s %10s %16s\n' "" "p50 ms" "p99 ms" "p99 - nginx ms"

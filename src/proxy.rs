@@ -321,7 +321,7 @@ impl Gateway {
             }
             Instruction::Logout => {
                 if let Some(active) = ctx.session.take() {
-                    if let Err(e) = session::end(&self.shared.backends(), &active).await {
+                    if let Err(e) = session::end(scfg, &self.shared.backends(), &active).await {
                         tracing::error!(request_id = %ctx.request_id, error = %e, "upstream logout could not reach the session store");
                         return Err(pingora::Error::explain(
                             ErrorType::HTTPStatus(503),
@@ -336,7 +336,7 @@ impl Gateway {
             Instruction::Login(identity) => {
                 // A fresh id every time: the session the request carried (if any) ends.
                 if let Some(active) = ctx.session.take() {
-                    let _ = session::end(&self.shared.backends(), &active).await;
+                    let _ = session::end(scfg, &self.shared.backends(), &active).await;
                 }
                 match session::create(scfg, &self.shared.backends(), identity).await {
                     Ok((value, record)) => {

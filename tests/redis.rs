@@ -34,12 +34,16 @@ fn write_shared(dir: &TempDir) {
 
 /// One gateway instance's config, pointing at `url`.
 fn instance(dir: &TempDir, name: &str, url: &str, echo: SocketAddr) -> Gateway {
+    instance_with(dir, name, url, echo, "redis")
+}
+
+fn instance_with(dir: &TempDir, name: &str, url: &str, echo: SocketAddr, store: &str) -> Gateway {
     let addrs = Addrs::new();
     let cfg = dir.write(
         &format!("{name}.toml"),
         &format!(
             "[listen]\nhttp = [\"{http}\"]\nthreads = 2\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\
-             [session]\nkeys_file = \"session.keys\"\nsecure = false\nstore = \"redis\"\n\
+             [session]\nkeys_file = \"session.keys\"\nsecure = false\nstore = \"{store}\"\n\
              [redis]\nurl = \"{url}\"\nkey_prefix = \"pc-test:\"\ntimeout = \"300ms\"\n\
              [auth]\nusers_file = \"users.toml\"\nlogin_attempts = \"100/1m\"\n\
              [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n\
@@ -427,8 +431,67 @@ fn instances_find_the_master_through_redis_sentinel() {
     assert!(t < Duration::from_secs(1));
     // The session really lives on the master the Sentinel named.
     let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &maddr.port().to_string(), "--scan", "--pattern", "pc-test:u:*"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &maddr.port().to_string(),
+            "--scan",
+            "--pattern",
+            "pc-test:u:*",
+        ])
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
+
+#[test]
+fn cookie_sessions_share_their_deny_list_through_redis() {
+    let dir = TempDir::new("redis-cookie");
+    let (_echo, echo) = echo("app", &dir);
+    let (_redis, raddr) = redis_server(&dir);
+    write_shared(&dir);
+    let url = format!("redis://{raddr}/0");
+    let mut a = instance_with(&dir, "ck-a", &url, echo, "cookie");
+    let b = instance_with(&dir, "ck-b", &url, echo, "cookie");
+
+    // The whole session rides in the cookie: any instance accepts it.
+    let c1 = login_cookie(a.http, "alice");
+    assert!(c1.starts_with(&format!("{COOKIE}=c1.")));
+    assert_eq!(app(b.http, &c1).status, 200);
+
+    // Logout on A: a copy of the cookie is dead on B too, within 1 s.
+    let t = propagation(&b, &c1, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c1)], "");
+        assert_eq!(out.status, 303);
+    });
+    println!("cookie store: logout on A rejected on B after {t:?}");
+    assert!(t < Duration::from_secs(1));
+
+    // Revoke through B's admin: every cookie of alice issued so far is dead on A.
+    let c2 = login_cookie(a.http, "alice");
+    let bob = login_cookie(a.http, "bob");
+    let t = propagation(&a, &c2, || {
+        let r = request(
+            b.admin,
+            "DELETE",
+            "/sessions?user=alice",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+    });
+    println!("cookie store: revocation via B rejected on A after {t:?}");
+    assert!(t < Duration::from_secs(1));
+    assert_eq!(app(a.http, &bob).status, 200);
+
+    // The deny-list lives in Redis, so a restarted instance still refuses both.
+    restart_killed(&dir, &mut a);
+    assert_eq!(app(a.http, &c1).status, 401);
+    assert_eq!(app(a.http, &c2).status, 401);
+    assert_eq!(app(a.http, &bob).status, 200);
+    // A fresh login after the revocation works.
+    std::thread::sleep(Duration::from_millis(5));
+    let c3 = login_cookie(a.http, "alice");
+    assert_eq!(app(b.http, &c3).status, 200);
 }

@@ -174,7 +174,7 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
     };
     // Never promote a session the client brought: end it and issue a fresh id.
     if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx).await {
-        let _ = session::end(&gw.shared.backends(), &old).await;
+        let _ = session::end(scfg, &gw.shared.backends(), &old).await;
     }
     let created = session::create(scfg, &gw.shared.backends(), identity).await;
     let (value, record) = match created {
@@ -218,7 +218,7 @@ async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     };
     if let Lookup::Hit(active) = lookup {
         ctx.identity = Some(active.record.identity.clone());
-        match session::end(&gw.shared.backends(), &active).await {
+        match session::end(scfg, &gw.shared.backends(), &active).await {
             Ok(_) => {
                 tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout")
             }

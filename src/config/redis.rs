@@ -131,7 +131,8 @@ pub(crate) fn parse_target(url: &str) -> Result<(RedisTarget, String), String> {
 pub(crate) fn redis_config(
     src: &Source<'_>,
     r: &RedisSection,
-    idle: Duration,
+    // `None` for cookie sessions, which only keep their deny-list in Redis (no touches).
+    idle: Option<Duration>,
 ) -> Result<RedisConfig, ConfigError> {
     let (target, display) = parse_target(r.url.get_ref()).map_err(|e| src.at(r.url.span(), e))?;
     let prefix = r.key_prefix.get_ref();
@@ -147,12 +148,12 @@ pub(crate) fn redis_config(
         return Err(src.at(r.timeout.span(), "timeout must be between 10ms and 10s"));
     }
     let touch = r.touch_interval.get_ref().0;
-    if touch.is_zero() || touch > idle / 2 {
+    if touch.is_zero() || idle.is_some_and(|idle| touch > idle / 2) {
         return Err(src.at(
             r.touch_interval.span(),
             format!(
                 "touch_interval must be > 0 and at most half of idle_timeout ({}s)",
-                idle.as_secs() / 2
+                idle.map_or(0, |i| i.as_secs() / 2)
             ),
         ));
     }

@@ -501,16 +501,22 @@ fn session_config(
         (StoreKind::Redis, Some(r)) => Some(Arc::new(super::redis::redis_config(
             src,
             r.get_ref(),
-            idle,
+            Some(idle),
         )?)),
         (StoreKind::Redis, None) => return Err(src.at(
             s.store.span(),
             "store = \"redis\" needs a [redis] section (at least url = \"redis://host:6379/0\")",
         )),
-        (_, Some(r)) => {
+        // Cookie sessions keep their deny-list (logout, revocation) in Redis, shared.
+        (StoreKind::Cookie, Some(r)) => Some(Arc::new(super::redis::redis_config(
+            src,
+            r.get_ref(),
+            None,
+        )?)),
+        (StoreKind::Memory, Some(r)) => {
             return Err(src.at(
                 r.span(),
-                "[redis] is only used with [session] store = \"redis\"",
+                "[redis] is only used with [session] store = \"redis\" (or \"cookie\", for a shared deny-list)",
             ))
         }
         (_, None) => None,

@@ -94,7 +94,7 @@ pub async fn lookup<'a>(
             Ok(s) => s,
             Err(r) => return Ok(Lookup::Invalid(r)),
         };
-        if b.deny.is_denied(&sealed) {
+        if b.deny.is_denied(&sealed) || b.store.is_denied(&sealed).await? {
             return Ok(Lookup::Miss);
         }
         if now >= sealed.created_ms.saturating_add(absolute_ms) {
@@ -176,11 +176,15 @@ pub async fn create(
 
 /// End a session (logout): delete it from the store, or deny-list a cookie session so that
 /// a copy of the cookie is dead too.
-pub async fn end(b: &Backends<'_>, active: &ActiveSession) -> Result<(), StoreError> {
+pub async fn end(
+    cfg: &SessionConfig,
+    b: &Backends<'_>,
+    active: &ActiveSession,
+) -> Result<(), StoreError> {
     match &active.stateless {
         Some(s) => {
             b.deny.deny(s.id);
-            Ok(())
+            b.store.deny(&s.id, cfg.absolute_timeout).await
         }
         None => b.store.delete(&active.key).await.map(|_| ()),
     }
@@ -193,8 +197,10 @@ pub async fn revoke_user(
     b: &Backends<'_>,
     user: &str,
 ) -> Result<Option<usize>, StoreError> {
-    if cfg.is_some_and(|c| c.stateless) {
-        b.deny.deny_user(user, b.clock.now_ms());
+    if let Some(c) = cfg.filter(|c| c.stateless) {
+        let now = b.clock.now_ms();
+        b.deny.deny_user(user, now);
+        b.store.deny_user(user, now, c.absolute_timeout).await?;
         return Ok(None);
     }
     b.store.delete_user(user).await.map(Some)

@@ -169,6 +169,34 @@ impl Store {
         }
     }
 
+    /// `store = "cookie"`: the shared deny-list, when Redis holds it. The in-process
+    /// deny-list (`stateless::DenyList`) is checked by the caller either way.
+    pub async fn is_denied(&self, s: &super::stateless::Sealed) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(false),
+            Self::Redis(r) => r.is_denied(&s.id, &s.identity.user, s.created_ms).await,
+        }
+    }
+
+    pub async fn deny(&self, id: &[u8; 16], ttl: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => r.deny(id, ttl).await,
+        }
+    }
+
+    pub async fn deny_user(
+        &self,
+        user: &str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => r.deny_user(user, now_ms, ttl).await,
+        }
+    }
+
     /// The memory store, for snapshots and sweeping.
     pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
         match self {

@@ -55,6 +55,11 @@ struct Inner {
     cfg: Arc<RedisConfig>,
     link: Link,
     near: moka::sync::Cache<StoreKey, Arc<SessionRecord>>,
+    /// `store = "cookie"`: cached answers of "is this cookie session id denied?"
+    denied_ids: moka::sync::Cache<[u8; 16], bool>,
+    /// `store = "cookie"`: cached "sessions of this user issued up to T are revoked" (0 =
+    /// none), by hex SHA-256 of the user name.
+    revoked_users: moka::sync::Cache<String, u64>,
     /// The invalidation subscription is alive (see module docs).
     subscribed: AtomicBool,
     /// Bumped on every invalidation; a read that saw it move does not fill the cache.
@@ -97,6 +102,21 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+fn user_hash(user: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, user.as_bytes()).as_ref())
+}
+
+fn unhex_id(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(k)
+}
+
 fn unhex(s: &str) -> Option<StoreKey> {
     if s.len() != 64 {
         return None;
@@ -114,8 +134,15 @@ impl Inner {
     }
 
     fn ukey(&self, user: &str) -> String {
-        let d = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
-        format!("{}u:{}", self.cfg.key_prefix, hex(d.as_ref()))
+        format!("{}u:{}", self.cfg.key_prefix, user_hash(user))
+    }
+
+    fn dkey(&self, id: &[u8; 16]) -> String {
+        format!("{}d:{}", self.cfg.key_prefix, hex(id))
+    }
+
+    fn dukey(&self, user_hash: &str) -> String {
+        format!("{}du:{user_hash}", self.cfg.key_prefix)
     }
 
     fn channel(&self) -> String {
@@ -129,6 +156,17 @@ impl Inner {
     fn drop_near_cache(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.near.invalidate_all();
+        self.denied_ids.invalidate_all();
+        self.revoked_users.invalidate_all();
+    }
+
+    async fn publish(&self, msg: String) {
+        let cmd = redis::cmd("PUBLISH").arg(self.channel()).arg(msg).clone();
+        if let Err(e) = self.timed::<i64>("publish", &cmd).await {
+            // The change is already in Redis; other instances' caches drop it within
+            // near_cache_ttl at the latest.
+            tracing::warn!(error = %e, "could not publish a session invalidation");
+        }
     }
 
     /// Run a command, recording its latency and errors under the fixed label `op`.
@@ -159,12 +197,7 @@ impl Inner {
                 msg.push(' ');
                 msg.push_str(&hex(&k.0));
             }
-            let cmd = redis::cmd("PUBLISH").arg(self.channel()).arg(msg).clone();
-            if let Err(e) = self.timed::<i64>("publish", &cmd).await {
-                // The record is already gone from Redis; other instances' near-caches
-                // drop it within near_cache_ttl at the latest.
-                tracing::warn!(error = %e, "could not publish a session invalidation");
-            }
+            self.publish(msg).await;
         }
     }
 
@@ -177,13 +210,29 @@ impl Inner {
             tracing::info!("session invalidation channel is live; near-cache in use");
         }
         let mut parts = payload.split(' ');
-        if parts.next() != Some("k") {
-            return;
-        }
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        for k in parts.filter_map(unhex) {
-            self.near.invalidate(&k);
-            self.metrics.session_invalidations.inc();
+        match parts.next() {
+            Some("k") => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                for k in parts.filter_map(unhex) {
+                    self.near.invalidate(&k);
+                    self.metrics.session_invalidations.inc();
+                }
+            }
+            Some("d") => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                for id in parts.filter_map(unhex_id) {
+                    self.denied_ids.insert(id, true);
+                    self.metrics.session_invalidations.inc();
+                }
+            }
+            Some("du") => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                for u in parts {
+                    self.revoked_users.invalidate(u);
+                    self.metrics.session_invalidations.inc();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -349,6 +398,14 @@ impl RedisStore {
                 .time_to_live(cfg.near_cache_ttl.max(Duration::from_millis(1)))
                 .support_invalidation_closures()
                 .build(),
+            denied_ids: moka::sync::Cache::builder()
+                .max_capacity(max_sessions)
+                .time_to_live(cfg.near_cache_ttl.max(Duration::from_millis(1)))
+                .build(),
+            revoked_users: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.near_cache_ttl.max(Duration::from_millis(1)))
+                .build(),
             cfg,
             link,
             subscribed: AtomicBool::new(false),
@@ -508,6 +565,86 @@ impl RedisStore {
             .invalidate_entries_if(move |_, r| r.identity.user == user);
         i.publish_keys(&keys).await;
         Ok(removed)
+    }
+
+    /// `store = "cookie"` with `[redis]`: is this cookie session logged out, or its user
+    /// revoked since it was issued? Answers are cached like sessions (and dropped with
+    /// the invalidation channel), so a copied cookie is dead on every instance.
+    pub async fn is_denied(
+        &self,
+        id: &[u8; 16],
+        user: &str,
+        created_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let usable = i.near_usable();
+        let epoch = i.epoch.load(Ordering::Acquire);
+        let denied = match i.denied_ids.get(id).filter(|_| usable) {
+            Some(d) => d,
+            None => {
+                let n: i64 = i
+                    .timed("get", &redis::cmd("EXISTS").arg(i.dkey(id)).clone())
+                    .await?;
+                if usable && i.epoch.load(Ordering::Acquire) == epoch {
+                    i.denied_ids.insert(*id, n > 0);
+                }
+                n > 0
+            }
+        };
+        if denied {
+            return Ok(true);
+        }
+        let uh = user_hash(user);
+        let revoked_before = match i.revoked_users.get(&uh).filter(|_| usable) {
+            Some(t) => t,
+            None => {
+                let v: Option<String> = i
+                    .timed("get", &redis::cmd("GET").arg(i.dukey(&uh)).clone())
+                    .await?;
+                let t = v.and_then(|v| v.parse().ok()).unwrap_or(0);
+                if usable && i.epoch.load(Ordering::Acquire) == epoch {
+                    i.revoked_users.insert(uh, t);
+                }
+                t
+            }
+        };
+        Ok(created_ms <= revoked_before)
+    }
+
+    /// Deny one cookie session id (logout) until `ttl` has passed.
+    pub async fn deny(&self, id: &[u8; 16], ttl: Duration) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let set = redis::cmd("SET")
+            .arg(i.dkey(id))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .clone();
+        i.timed::<()>("delete", &set).await?;
+        i.denied_ids.insert(*id, true);
+        i.publish(format!("d {}", hex(id))).await;
+        Ok(())
+    }
+
+    /// Deny every cookie session of `user` issued up to `now_ms`, until `ttl` has passed.
+    pub async fn deny_user(
+        &self,
+        user: &str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let uh = user_hash(user);
+        let set = redis::cmd("SET")
+            .arg(i.dukey(&uh))
+            .arg(now_ms.to_string())
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .clone();
+        i.timed::<()>("revoke", &set).await?;
+        i.revoked_users.insert(uh.clone(), now_ms);
+        i.publish(format!("du {uh}")).await;
+        Ok(())
     }
 
     /// Sessions in this instance's near-cache (Redis itself is not scanned).
