@@ -513,7 +513,7 @@ impl ProxyHttp for Gateway {
         {
             ctx.route_label = LABEL_AUTH.clone();
             let sub = sub.to_string();
-            let reply = crate::auth::endpoints::handle(self, session, ctx, &sub).await?;
+            let reply = Box::pin(crate::auth::endpoints::handle(self, session, ctx, &sub)).await?;
             return self.reply(session, ctx, reply, false).await;
         }
 
@@ -559,7 +559,7 @@ impl ProxyHttp for Gateway {
 
         // Step 6b: a bearer token, on routes that take them.
         if route.bearer {
-            match self.bearer_identity(session, ctx).await {
+            match Box::pin(self.bearer_identity(session, ctx)).await {
                 Ok(None) => {}
                 Ok(Some(id)) => {
                     if let Some(current) = &ctx.identity {
@@ -774,8 +774,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(instruction) = crate::session_headers::take(resp) {
-            self.upstream_session_instruction(resp, ctx, instruction)
-                .await?;
+            Box::pin(self.upstream_session_instruction(resp, ctx, instruction)).await?;
         }
         // Cookie sessions slide their idle expiry by re-issuing the cookie now and then.
         let reissue = ctx

@@ -38,13 +38,25 @@ fn instance(dir: &TempDir, name: &str, url: &str, echo: SocketAddr) -> Gateway {
 }
 
 fn instance_with(dir: &TempDir, name: &str, url: &str, echo: SocketAddr, store: &str) -> Gateway {
+    instance_full(dir, name, url, echo, store, "")
+}
+
+/// `redis_extra`: more lines for the `[redis]` section.
+fn instance_full(
+    dir: &TempDir,
+    name: &str,
+    url: &str,
+    echo: SocketAddr,
+    store: &str,
+    redis_extra: &str,
+) -> Gateway {
     let addrs = Addrs::new();
     let cfg = dir.write(
         &format!("{name}.toml"),
         &format!(
             "[listen]\nhttp = [\"{http}\"]\nthreads = 2\n[admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\
              [session]\nkeys_file = \"session.keys\"\nsecure = false\nstore = \"{store}\"\n\
-             [redis]\nurl = \"{url}\"\nkey_prefix = \"pc-test:\"\ntimeout = \"300ms\"\n\
+             [redis]\nurl = \"{url}\"\nkey_prefix = \"pc-test:\"\ntimeout = \"300ms\"\n{redis_extra}\
              [auth]\nusers_file = \"users.toml\"\nlogin_attempts = \"100/1m\"\n\
              [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n\
              [[route]]\npath = \"/\"\nupstream = \"app\"\n\
@@ -494,4 +506,52 @@ fn cookie_sessions_share_their_deny_list_through_redis() {
     std::thread::sleep(Duration::from_millis(5));
     let c3 = login_cookie(a.http, "alice");
     assert_eq!(app(b.http, &c3).status, 200);
+}
+
+#[test]
+fn rediss_connects_over_tls_and_checks_the_certificate() {
+    let dir = TempDir::new("rediss");
+    let (_echo, echo) = echo("app", &dir);
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let crt = dir.write("redis.crt", &ck.cert.pem());
+    let key = dir.write("redis.key", &ck.key_pair.serialize_pem());
+    let taddr = free_addr();
+    let (crt, key) = (crt.to_str().unwrap(), key.to_str().unwrap());
+    // TLS only: the plain port is off, clients need no certificate of their own.
+    let _redis = redis_server_at(
+        &dir,
+        taddr,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &taddr.port().to_string(),
+            "--tls-cert-file",
+            crt,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            crt,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    write_shared(&dir);
+    dir.write("redis-ca.pem", &ck.cert.pem());
+    let url = format!("rediss://{taddr}/0");
+    // With the server's CA configured: sessions work over TLS.
+    let g = instance_full(
+        &dir,
+        "tls-ca",
+        &url,
+        echo,
+        "redis",
+        "tls_ca_file = \"redis-ca.pem\"\n",
+    );
+    let c = login_cookie(g.http, "alice");
+    assert_eq!(app(g.http, &c).status, 200);
+    // Without it, the certificate is not trusted: no connection, so 503, never a session.
+    let g2 = instance(&dir, "tls-noca", &url, echo);
+    assert_eq!(app(g2.http, &c).status, 503);
+    assert_eq!(login(g2.http, "alice", "alice-pw", "/", &[]).status, 503);
 }

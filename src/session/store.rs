@@ -84,7 +84,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The configured session store. An enum rather than a trait object: the memory store's
-/// calls stay synchronous and inlined on the hot path, only Redis awaits.
+/// calls stay synchronous and inlined on the hot path, only Redis awaits. The Redis arms
+/// are boxed so that their (large) futures are not part of every request's future.
 #[derive(Debug, Clone)]
 pub enum Store {
     Memory(Arc<MemoryStore>),
@@ -104,7 +105,7 @@ impl Store {
                 m.load(&key)?
                     .ok_or_else(|| StoreError::Unavailable("session vanished".into()))
             }
-            Self::Redis(r) => r.create(cfg, key, rec).await,
+            Self::Redis(r) => Box::pin(r.create(cfg, key, rec)).await,
         }
     }
 
@@ -115,7 +116,7 @@ impl Store {
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         match self {
             Self::Memory(m) => m.load(key),
-            Self::Redis(r) => r.load(cfg, key).await,
+            Self::Redis(r) => Box::pin(r.load(cfg, key)).await,
         }
     }
 
@@ -135,14 +136,14 @@ impl Store {
     pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
         match self {
             Self::Memory(m) => m.delete(key),
-            Self::Redis(r) => r.delete(key).await,
+            Self::Redis(r) => Box::pin(r.delete(key)).await,
         }
     }
 
     pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         match self {
             Self::Memory(m) => m.delete_user(user),
-            Self::Redis(r) => r.delete_user(user).await,
+            Self::Redis(r) => Box::pin(r.delete_user(user)).await,
         }
     }
 
@@ -174,14 +175,14 @@ impl Store {
     pub async fn is_denied(&self, s: &super::stateless::Sealed) -> Result<bool, StoreError> {
         match self {
             Self::Memory(_) => Ok(false),
-            Self::Redis(r) => r.is_denied(&s.id, &s.identity.user, s.created_ms).await,
+            Self::Redis(r) => Box::pin(r.is_denied(&s.id, &s.identity.user, s.created_ms)).await,
         }
     }
 
     pub async fn deny(&self, id: &[u8; 16], ttl: std::time::Duration) -> Result<(), StoreError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(r) => r.deny(id, ttl).await,
+            Self::Redis(r) => Box::pin(r.deny(id, ttl)).await,
         }
     }
 
@@ -193,7 +194,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Self::Memory(_) => Ok(()),
-            Self::Redis(r) => r.deny_user(user, now_ms, ttl).await,
+            Self::Redis(r) => Box::pin(r.deny_user(user, now_ms, ttl)).await,
         }
     }
 
