@@ -192,6 +192,62 @@ fn instances_share_sessions_through_a_single_redis() {
     shared_sessions_across_instances("single", &format!("redis://{raddr}/0"), &dir, echo);
 }
 
+#[test]
+fn losing_the_invalidation_channel_drops_the_near_cache() {
+    let dir = TempDir::new("redis-channel");
+    let (_echo, echo) = echo("app", &dir);
+    let (_redis, raddr) = redis_server(&dir);
+    write_shared(&dir);
+    let url = format!("redis://{raddr}/0");
+    let a = instance(&dir, "ch-a", &url, echo);
+    let b = instance(&dir, "ch-b", &url, echo);
+    let c = login_cookie(a.http, "alice");
+    for _ in 0..3 {
+        assert_eq!(app(b.http, &c).status, 200);
+    }
+    let miss = "portcullis_session_cache_total{result=\"miss\"}";
+    let misses = metric(&b, miss);
+    // Cut every subscriber's connection (Redis itself stays up): the instances must stop
+    // trusting their caches, so B's next lookup goes to Redis.
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &raddr.port().to_string(),
+            "client",
+            "kill",
+            "type",
+            "pubsub",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(eventually(Duration::from_secs(3), || b
+        .proc
+        .log_text()
+        .contains("session invalidation channel lost")));
+    assert_eq!(app(b.http, &c).status, 200);
+    assert!(
+        metric(&b, miss) > misses,
+        "served from a cache it could not trust"
+    );
+    // Once resubscribed, invalidations flow again.
+    let live = |g: &Gateway| {
+        g.proc
+            .log_text()
+            .matches("invalidation channel is live")
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || live(&b) >= 2),
+        "never resubscribed"
+    );
+    let t = propagation(&b, &c, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c)], "");
+        assert_eq!(out.status, 303);
+    });
+    assert!(t < Duration::from_secs(1), "{t:?}");
+}
+
 /// A 3-master Redis Cluster on loopback (no replicas), created with redis-cli.
 fn cluster(dir: &TempDir) -> (Vec<Proc>, Vec<SocketAddr>) {
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
