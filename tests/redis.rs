@@ -122,23 +122,27 @@ fn propagation(g: &Gateway, cookie: &str, end: impl FnOnce()) -> Duration {
     }
 }
 
+/// Login on A, use on B; logout on A: B (which holds the session in its near-cache)
+/// refuses it within 1 s. Returns the logged-out cookie.
+fn login_use_elsewhere_logout(tag: &str, a: &Gateway, b: &Gateway) -> String {
+    let c = login_cookie(a.http, "alice");
+    let r = app(b.http, &c);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
+    let t = propagation(b, &c, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c)], "");
+        assert_eq!(out.status, 303);
+    });
+    println!("{tag}: logout on A rejected on B after {t:?}");
+    assert!(t < Duration::from_secs(1), "{t:?}");
+    c
+}
+
 fn shared_sessions_across_instances(tag: &str, url: &str, dir: &TempDir, echo: SocketAddr) {
     let mut a = instance(dir, &format!("{tag}-a"), url, echo);
     let b = instance(dir, &format!("{tag}-b"), url, echo);
 
-    // Login on A, use on B.
-    let c1 = login_cookie(a.http, "alice");
-    let r = app(b.http, &c1);
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
-
-    // Logout on A: B (which holds the session in its near-cache) refuses it within 1 s.
-    let t_logout = propagation(&b, &c1, || {
-        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c1)], "");
-        assert_eq!(out.status, 303);
-    });
-    println!("{tag}: logout on A rejected on B after {t_logout:?}");
-    assert!(t_logout < Duration::from_secs(1), "{t_logout:?}");
+    let c1 = login_use_elsewhere_logout(tag, &a, &b);
     assert!(metric(&b, "portcullis_session_cache_total{result=\"hit\"}") >= 2.0);
     assert!(metric(&b, "portcullis_session_invalidations_total") >= 1.0);
 
@@ -487,16 +491,7 @@ fn instances_find_the_master_through_redis_sentinel() {
     let url = format!("redis+sentinel://{saddr}/mymaster/0");
     let a = instance(&dir, "sent-a", &url, echo);
     let b = instance(&dir, "sent-b", &url, echo);
-    let c = login_cookie(a.http, "alice");
-    let r = app(b.http, &c);
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.upstream_header("x-forwarded-user"), ["alice"]);
-    let t = propagation(&b, &c, || {
-        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c)], "");
-        assert_eq!(out.status, 303);
-    });
-    println!("sentinel: logout on A rejected on B after {t:?}");
-    assert!(t < Duration::from_secs(1));
+    login_use_elsewhere_logout("sentinel", &a, &b);
     // The session really lives on the master the Sentinel named.
     let out = Command::new("redis-cli")
         .args([

@@ -180,10 +180,13 @@ impl Link {
         }
     }
 
-    /// Run one command within the configured timeout.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut h = self.handle().await?;
-        match tokio::time::timeout(self.cfg.timeout, h.run(cmd)).await {
+    /// Turn a command's outcome into the store's: a connection-level failure or a timeout
+    /// also drops the connection, so that the next command reconnects.
+    fn settle<T>(
+        &self,
+        outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.failed(&e);
@@ -196,20 +199,16 @@ impl Link {
         }
     }
 
-    /// Run a pipeline (the touch batches) within the configured timeout.
+    /// Run one command within the configured timeout.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut h = self.handle().await?;
+        self.settle(tokio::time::timeout(self.cfg.timeout, h.run(cmd)).await)
+    }
+
+    /// Run a pipeline (the touch batches) within four times the command timeout.
     pub async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
         let mut h = self.handle().await?;
-        match tokio::time::timeout(self.cfg.timeout * 4, h.run_pipe(pipe)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.failed(&e);
-                Err(StoreError::Unavailable(format!("redis: {e}")))
-            }
-            Err(_) => {
-                self.reset();
-                Err(StoreError::Unavailable("redis: timed out".into()))
-            }
-        }
+        self.settle(tokio::time::timeout(self.cfg.timeout * 4, h.run_pipe(pipe)).await)
     }
 
     /// A dedicated (non-multiplexed) connection for SUBSCRIBE. In a Cluster, any node will
