@@ -244,8 +244,11 @@ async fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
         Ok(Lookup::Hit(active)) => {
             let r = &active.record;
             ctx.identity = Some(r.identity.clone());
-            let expires = (r.created_ms + scfg.absolute_timeout.as_millis() as u64)
-                .min(r.last_seen_ms() + scfg.idle_timeout.as_millis() as u64);
+            let expires = (r.created_ms + scfg.absolute_timeout.as_millis() as u64).min(
+                r.last_seen_ms()
+                    + scfg.idle_timeout.as_millis() as u64
+                    + gw.shared.store.idle_slack_ms(),
+            );
             Reply::json(
                 200,
                 &serde_json::json!({
