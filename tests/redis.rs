@@ -389,7 +389,6 @@ fn redis_down_means_503_never_a_wrong_identity_and_recovery_is_automatic() {
     assert!(eventually(Duration::from_secs(5), || app(g.http, &alice)
         .status
         == 503));
-    let down_at = counts[1].load(Ordering::Relaxed);
     // Public routes keep serving; login says 503; /readyz says why.
     assert_eq!(get(g.http, "/public/x", &[("Cookie", &alice)]).status, 200);
     let l = login(g.http, "alice", "alice-pw", "/", &[]);
