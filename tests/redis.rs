@@ -65,7 +65,17 @@ fn instance_full(
             admin = addrs.admin,
         ),
     );
-    start_gateway(dir, &cfg, &addrs, false)
+    let g = start_gateway(dir, &cfg, &addrs, false);
+    // The subscription comes up in the background; the tests below are about an instance
+    // whose near-cache is in use, so wait for it (a TLS test without the CA never gets
+    // there, and does not need to).
+    if redis_extra.contains("tls_ca_file") || !url.starts_with("rediss") {
+        let live = eventually(Duration::from_secs(10), || {
+            g.proc.log_text().contains("invalidation channel is live")
+        });
+        assert!(live, "{name}: never subscribed:\n{}", g.proc.log_text());
+    }
+    g
 }
 
 fn restart_killed(dir: &TempDir, g: &mut Gateway) {
