@@ -484,13 +484,21 @@ fn redis_settings_are_checked_at_load() {
 fn instances_find_the_master_through_redis_sentinel() {
     let dir = TempDir::new("redis-sentinel");
     let (_echo, echo) = echo("app", &dir);
-    let (_master, maddr) = redis_server(&dir);
+    let (mut master, maddr) = redis_server(&dir);
+    let raddr = free_addr();
+    let _replica = redis_server_at(
+        &dir,
+        raddr,
+        &["--replicaof", "127.0.0.1", &maddr.port().to_string()],
+    );
     let saddr = free_addr();
-    // Sentinel rewrites its config file, so it gets its own writable copy.
+    // Sentinel rewrites its config file, so it gets its own writable copy. Short timers so
+    // the failover below happens within seconds.
     let conf = dir.write(
         "sentinel.conf",
         &format!(
-            "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
+            "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
             saddr.port(),
             maddr.port()
         ),
@@ -528,6 +536,59 @@ fn instances_find_the_master_through_redis_sentinel() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+
+    // Failover: the master dies, the Sentinel promotes the replica, and both instances
+    // follow it without a restart; a session written before the failover (replicated)
+    // is still valid, and logout still propagates.
+    let replicas = || {
+        Command::new("redis-cli")
+            .args(["-p", &maddr.port().to_string(), "info", "replication"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("connected_slaves:1"))
+            .unwrap_or(false)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), replicas),
+        "replica never attached"
+    );
+    let c = login_cookie(a.http, "bob");
+    let dbsize = |a: SocketAddr| {
+        Command::new("redis-cli")
+            .args(["-p", &a.port().to_string(), "dbsize"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || dbsize(raddr) == dbsize(maddr)),
+        "replica never caught up"
+    );
+    master.signal("KILL");
+    master
+        .wait_exit(Duration::from_secs(5))
+        .expect("master killed");
+    let start = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(30), || app(b.http, &c).status == 200
+            && app(a.http, &c).status == 200),
+        "instances never followed the failover:\n{}",
+        b.proc.log_text()
+    );
+    println!(
+        "sentinel: sessions served again {:?} after the master died",
+        start.elapsed()
+    );
+    assert!(eventually(Duration::from_secs(10), || b
+        .proc
+        .log_text()
+        .matches("invalidation channel is live")
+        .count()
+        >= 2));
+    let t = propagation(&b, &c, || {
+        let out = request(a.http, "POST", "/.auth/logout", &[("Cookie", &c)], "");
+        assert_eq!(out.status, 303);
+    });
+    assert!(t < Duration::from_secs(1), "{t:?}");
 }
 
 #[test]
