@@ -689,3 +689,52 @@ fn rediss_connects_over_tls_and_checks_the_certificate() {
     assert_eq!(app(g2.http, &c).status, 503);
     assert_eq!(login(g2.http, "alice", "alice-pw", "/", &[]).status, 503);
 }
+
+#[test]
+fn a_frozen_redis_costs_bounded_time_and_then_503() {
+    let dir = TempDir::new("redis-frozen");
+    let (_echo, echo) = echo("app", &dir);
+    let (redis, raddr) = redis_server(&dir);
+    write_shared(&dir);
+    // timeout = 300ms in these instances' config.
+    let g = instance(&dir, "frozen", &format!("redis://{raddr}/0"), echo);
+    let c = login_cookie(g.http, "alice");
+    assert_eq!(app(g.http, &c).status, 200);
+
+    // SIGSTOP: connections stay open, nothing answers (a hung or overloaded Redis).
+    redis.signal("STOP");
+    let start = Instant::now();
+    let mut saw_503 = false;
+    while start.elapsed() < Duration::from_secs(8) {
+        let t = Instant::now();
+        let r = app(g.http, &c);
+        // Never longer than a few command timeouts, never a wrong answer.
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a request took {:?}",
+            t.elapsed()
+        );
+        match r.status {
+            // Served from the near-cache until the silent channel is noticed (3 s):
+            // nothing can have been revoked meanwhile, Redis accepts no writes.
+            200 => assert!(!saw_503, "200 again while Redis is still frozen"),
+            503 => saw_503 = true,
+            s => panic!("unexpected {s}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(saw_503, "a frozen Redis must end in 503s");
+    let ready = admin_get(&g, "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+
+    redis.signal("CONT");
+    assert!(
+        eventually(Duration::from_secs(10), || app(g.http, &c).status == 200),
+        "no recovery after SIGCONT"
+    );
+    assert!(eventually(Duration::from_secs(5), || admin_get(
+        &g, "/readyz"
+    )
+    .status
+        == 200));
+}

@@ -251,29 +251,38 @@ impl Inner {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.link.pubsub().await {
-                Ok(mut ps) => match ps.subscribe(self.channel()).await {
-                    Ok(()) => {
-                        backoff = Duration::from_millis(100);
-                        let mut stream = ps.into_on_message();
-                        loop {
-                            match tokio::time::timeout(HEARTBEAT_LOST, stream.next()).await {
-                                Ok(Some(msg)) => {
-                                    let payload: String = msg.get_payload().unwrap_or_default();
-                                    self.on_message(&payload);
-                                }
-                                Ok(None) => {
-                                    self.lost_channel("connection closed");
-                                    break;
-                                }
-                                Err(_) => {
-                                    self.lost_channel("no heartbeat");
-                                    break;
+                Ok(mut ps) => {
+                    match tokio::time::timeout(self.cfg.timeout * 2, ps.subscribe(self.channel()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(redis::RedisError::from((
+                                redis::ErrorKind::Io,
+                                "subscribe timed out",
+                            )))
+                        }) {
+                        Ok(()) => {
+                            backoff = Duration::from_millis(100);
+                            let mut stream = ps.into_on_message();
+                            loop {
+                                match tokio::time::timeout(HEARTBEAT_LOST, stream.next()).await {
+                                    Ok(Some(msg)) => {
+                                        let payload: String = msg.get_payload().unwrap_or_default();
+                                        self.on_message(&payload);
+                                    }
+                                    Ok(None) => {
+                                        self.lost_channel("connection closed");
+                                        break;
+                                    }
+                                    Err(_) => {
+                                        self.lost_channel("no heartbeat");
+                                        break;
+                                    }
                                 }
                             }
                         }
+                        Err(e) => self.lost_channel(&format!("subscribe failed: {e}")),
                     }
-                    Err(e) => self.lost_channel(&format!("subscribe failed: {e}")),
-                },
+                }
                 Err(e) => {
                     self.lost_channel(&format!("cannot connect: {e}"));
                 }
