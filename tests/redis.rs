@@ -38,7 +38,7 @@ fn instance(dir: &TempDir, name: &str, url: &str, echo: SocketAddr) -> Gateway {
 }
 
 fn instance_with(dir: &TempDir, name: &str, url: &str, echo: SocketAddr, store: &str) -> Gateway {
-    instance_full(dir, name, url, echo, store, "")
+    instance_full(dir, name, url, echo, store, "", true)
 }
 
 /// `redis_extra`: more lines for the `[redis]` section.
@@ -49,6 +49,7 @@ fn instance_full(
     echo: SocketAddr,
     store: &str,
     redis_extra: &str,
+    wait_live: bool,
 ) -> Gateway {
     let addrs = Addrs::new();
     let cfg = dir.write(
@@ -66,10 +67,9 @@ fn instance_full(
         ),
     );
     let g = start_gateway(dir, &cfg, &addrs, false);
-    // The subscription comes up in the background; the tests below are about an instance
-    // whose near-cache is in use, so wait for it (a TLS test without the CA never gets
-    // there, and does not need to).
-    if redis_extra.contains("tls_ca_file") || !url.starts_with("rediss") {
+    // The subscription comes up in the background; the tests are about an instance whose
+    // near-cache is in use, so wait for it (unless the test expects it never to come up).
+    if wait_live {
         let live = eventually(Duration::from_secs(10), || {
             g.proc.log_text().contains("invalidation channel is live")
         });
@@ -87,6 +87,17 @@ fn restart_killed(dir: &TempDir, g: &mut Gateway) {
         admin: g.admin,
     };
     *g = start_gateway(dir, &g.config.clone(), &addrs, false);
+}
+
+/// `DELETE /sessions?user=alice` through `g`'s admin listener.
+fn revoke_alice(g: &Gateway) -> Resp {
+    request(
+        g.admin,
+        "DELETE",
+        "/sessions?user=alice",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    )
 }
 
 fn login_cookie(h: SocketAddr, user: &str) -> String {
@@ -162,13 +173,7 @@ fn shared_sessions_across_instances(tag: &str, url: &str, dir: &TempDir, echo: S
     let bob = login_cookie(a.http, "bob");
     assert_eq!(app(a.http, &c3).status, 200);
     let t_revoke = propagation(&a, &c2, || {
-        let r = request(
-            b.admin,
-            "DELETE",
-            "/sessions?user=alice",
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
-            "",
-        );
+        let r = revoke_alice(&b);
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.json()["revoked"], 2);
     });
@@ -194,18 +199,7 @@ fn shared_sessions_across_instances(tag: &str, url: &str, dir: &TempDir, echo: S
     let m = admin_get(&a, "/metrics").body;
     assert!(m.contains("portcullis_redis_duration_seconds_bucket{op=\"get\""));
     assert!(!m.contains("alice"));
-    let file = dir.write(&format!("{tag}-metrics.txt"), &m);
-    let out = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .expect("promtool (Debian package prometheus) must be installed");
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(dir, &format!("{tag}-metrics.txt"), &m);
     assert_eq!(admin_get(&a, "/readyz").status, 200);
 }
 
@@ -618,13 +612,7 @@ fn cookie_sessions_share_their_deny_list_through_redis() {
     let c2 = login_cookie(a.http, "alice");
     let bob = login_cookie(a.http, "bob");
     let t = propagation(&a, &c2, || {
-        let r = request(
-            b.admin,
-            "DELETE",
-            "/sessions?user=alice",
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
-            "",
-        );
+        let r = revoke_alice(&b);
         assert_eq!(r.status, 200, "{r:?}");
     });
     println!("cookie store: revocation via B rejected on A after {t:?}");
@@ -681,11 +669,12 @@ fn rediss_connects_over_tls_and_checks_the_certificate() {
         echo,
         "redis",
         "tls_ca_file = \"redis-ca.pem\"\n",
+        true,
     );
     let c = login_cookie(g.http, "alice");
     assert_eq!(app(g.http, &c).status, 200);
     // Without it, the certificate is not trusted: no connection, so 503, never a session.
-    let g2 = instance(&dir, "tls-noca", &url, echo);
+    let g2 = instance_full(&dir, "tls-noca", &url, echo, "redis", "", false);
     assert_eq!(app(g2.http, &c).status, 503);
     assert_eq!(login(g2.http, "alice", "alice-pw", "/", &[]).status, 503);
 }

@@ -54,15 +54,14 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
         if leeway > MAX_LEEWAY {
             return Err(src.at(j.leeway.span(), "leeway is at most 5m"));
         }
-        let hmac = algorithms.contains(&Alg::Hs256);
+        if algorithms.contains(&Alg::Hs256) && j.secret_file.is_none() {
+            return Err(src.at(
+                j.algorithms.span(),
+                "HS256 needs secret_file (a JWKS holds public keys)",
+            ));
+        }
         let keys = match (&j.jwks_file, &j.jwks_url, &j.secret_file) {
             (Some(f), None, None) => {
-                if hmac {
-                    return Err(src.at(
-                        j.algorithms.span(),
-                        "HS256 needs secret_file (a JWKS holds public keys)",
-                    ));
-                }
                 let path = src.resolve(f.get_ref());
                 let text = std::fs::read(&path).map_err(|e| {
                     src.at(f.span(), format!("cannot read {}: {e}", path.display()))
@@ -81,12 +80,6 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
                 KeySource::Static(Arc::new(set))
             }
             (None, Some(u), None) => {
-                if hmac {
-                    return Err(src.at(
-                        j.algorithms.span(),
-                        "HS256 needs secret_file (a JWKS holds public keys)",
-                    ));
-                }
                 let ca = match &j.jwks_ca_file {
                     None => None,
                     Some(c) => {

@@ -414,3 +414,19 @@ pub fn redis_server(dir: &TempDir) -> (Proc, SocketAddr) {
     let addr = free_addr();
     (redis_server_at(dir, addr, &[]), addr)
 }
+
+/// `promtool check metrics` on a `/metrics` body (Prometheus' own format checker).
+pub fn assert_promtool_accepts(dir: &TempDir, name: &str, metrics: &str) {
+    let file = dir.write(name, metrics);
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).expect("metrics file"))
+        .output()
+        .expect("promtool (Debian package prometheus) must be installed");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
