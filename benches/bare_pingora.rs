@@ -22,7 +22,16 @@ impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) {}
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> pingora::Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+        let mut peer = HttpPeer::new(self.0, false, String::new());
+        if std::env::var_os("BARE_TIMEOUTS").is_some() {
+            let t = std::time::Duration::from_secs(30);
+            peer.options.connection_timeout = Some(t);
+            peer.options.total_connection_timeout = Some(t);
+            peer.options.read_timeout = Some(t);
+            peer.options.write_timeout = Some(t);
+            peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -42,6 +51,7 @@ fn main() {
         threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        work_stealing: std::env::var_os("BARE_NOSTEAL").is_none(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

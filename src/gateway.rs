@@ -76,7 +76,7 @@ impl Shared {
         }
     }
 
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> RequestId {
         self.request_ids.next()
     }
 
@@ -130,7 +130,7 @@ impl Shared {
             for t in &u.targets {
                 self.metrics
                     .upstream_healthy
-                    .with_label_values(&[&u.name, &t.label])
+                    .with_label_values(&[u.name.as_str(), &t.label])
                     .set(i64::from(t.is_healthy()));
             }
         }
@@ -141,27 +141,99 @@ impl Shared {
 /// request; ids identify requests in logs and are not secrets.
 #[derive(Debug)]
 struct RequestIds {
-    prefix: String,
+    prefix: [u8; 12],
     counter: AtomicU64,
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl RequestIds {
     fn new() -> Self {
         use ring::rand::SecureRandom;
         let mut p = [0u8; 6];
         // Without randomness the prefix falls back to the pid: still unique per host.
-        let prefix = match ring::rand::SystemRandom::new().fill(&mut p) {
-            Ok(()) => p.iter().map(|b| format!("{b:02x}")).collect(),
-            Err(_) => format!("{:012x}", std::process::id()),
-        };
+        if ring::rand::SystemRandom::new().fill(&mut p).is_err() {
+            p[2..].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        let mut prefix = [0u8; 12];
+        for (i, b) in p.iter().enumerate() {
+            prefix[2 * i] = HEX[usize::from(b >> 4)];
+            prefix[2 * i + 1] = HEX[usize::from(b & 0xf)];
+        }
         Self {
             prefix,
             counter: AtomicU64::new(0),
         }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:08x}", self.prefix)
+        RequestId::new(&self.prefix, n)
+    }
+}
+
+/// `<12 hex digits>-<counter, at least 8 hex digits>`, kept inline: the id is made for every
+/// request and copied into two headers, so it should not cost a heap allocation.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    buf: [u8; 29],
+    len: u8,
+}
+
+impl RequestId {
+    fn new(prefix: &[u8; 12], n: u64) -> Self {
+        let mut buf = [0u8; 29];
+        buf[..12].copy_from_slice(prefix);
+        buf[12] = b'-';
+        let digits = (16 - (n.leading_zeros() as usize) / 4).max(8);
+        for i in 0..digits {
+            let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
+            buf[13 + i] = HEX[nibble as usize];
+        }
+        Self {
+            buf,
+            len: (13 + digits) as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and '-' are ever written.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_match_the_old_format() {
+        let prefix = *b"0123456789ab";
+        for n in [0u64, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(
+                RequestId::new(&prefix, n).as_str(),
+                format!("0123456789ab-{n:08x}")
+            );
+        }
+        let ids = RequestIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a.as_str(), b.as_str());
+        assert_eq!(a.as_str().len(), 21);
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b'-'));
     }
 }

@@ -35,6 +35,13 @@ pub struct IdentityHeaders {
     pub groups: http::HeaderName,
     /// Folded (lower-case, `-`) names stripped from every request.
     owned: Vec<String>,
+    /// Bit `n` is set when some owned name is `n` bytes long (bit 63: 63 or longer). Most
+    /// request headers are ruled out by their length alone, before any byte is compared.
+    lengths: u64,
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// Lower-case, with `_` and `.` read as `-`.
@@ -47,7 +54,9 @@ pub fn fold(name: &str) -> String {
         .collect()
 }
 
-fn folds_to(name: &[u8], owned: &[u8]) -> bool {
+/// `fold(name) == owned`, without allocating (`owned` is already folded).
+pub fn folds_to(name: &str, owned: &str) -> bool {
+    let (name, owned) = (name.as_bytes(), owned.as_bytes());
     name.len() == owned.len()
         && name.iter().zip(owned).all(|(&a, &b)| {
             let a = match a {
@@ -74,19 +83,19 @@ impl IdentityHeaders {
         owned.extend(FORWARDING.iter().map(|n| n.to_string()));
         owned.sort();
         owned.dedup();
+        let lengths = owned.iter().fold(0, |m, o| m | length_bit(o.len()));
         Ok(Self {
             user: parse(user)?,
             email: parse(email)?,
             groups: parse(groups)?,
             owned,
+            lengths,
         })
     }
 
     /// Is this header name (any spelling) one the gateway owns?
     pub fn is_owned(&self, name: &str) -> bool {
-        self.owned
-            .iter()
-            .any(|o| folds_to(name.as_bytes(), o.as_bytes()))
+        self.lengths & length_bit(name.len()) != 0 && self.owned.iter().any(|o| folds_to(name, o))
     }
 
     /// Remove every owned header from a client request; returns how many were removed so the
@@ -170,6 +179,22 @@ mod tests {
         assert_eq!(req.headers.len(), 2);
         assert_eq!(req.headers.get("connection").unwrap(), "keep-alive");
         assert!(req.headers.get("accept").is_some());
+    }
+
+    #[test]
+    fn long_owned_names_are_stripped_too() {
+        let long = format!("X-{}", "A".repeat(70));
+        let h = IdentityHeaders::new(
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+            [long.as_str()].into_iter(),
+        )
+        .unwrap();
+        assert!(h.is_owned(&long.to_lowercase()));
+        assert!(h.is_owned(&long.replace('-', "_")));
+        assert!(!h.is_owned(&format!("{long}B")));
+        assert!(!h.is_owned(&long[..66]));
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct Gateway {
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
-    pub request_id: String,
+    pub request_id: crate::gateway::RequestId,
     pub config: Arc<Config>,
     pub tls: bool,
     /// Host as sent (for X-Forwarded-Host and origins), and canonical (for routing).
@@ -89,7 +89,7 @@ pub struct RequestCtx {
     pub session: Option<crate::session::ActiveSession>,
     /// The identity was proven by a bearer token (possibly alongside a matching session).
     pub bearer: bool,
-    pub target: Option<String>,
+    pub target: Option<Arc<str>>,
     upstream_start: Option<Instant>,
 }
 
@@ -120,7 +120,29 @@ pub fn client_ip(session: &Session) -> String {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map_or_else(|| "-".to_string(), |a| a.ip().to_string())
+        .map_or_else(|| "-".to_string(), |a| ip_text(a.ip()))
+}
+
+/// `ip.to_string()`, faster for IPv4: every proxied request formats its client for
+/// X-Forwarded-For, and `Display` goes through the formatting machinery.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 impl Gateway {
@@ -132,7 +154,7 @@ impl Gateway {
         reply: Reply,
         close: bool,
     ) -> pingora::Result<bool> {
-        let mut reply = reply.header("x-request-id", ctx.request_id.clone());
+        let mut reply = reply.header("x-request-id", ctx.request_id.as_str());
         if let Some(h) = self.hsts(ctx) {
             reply = reply.header("strict-transport-security", h);
         }
@@ -159,7 +181,7 @@ impl Gateway {
         Some(format!("https://{authority}{raw_path}"))
     }
 
-    fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, client: &str) {
+    fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, session: &Session) {
         if let Some(l) = lookup.metric_label() {
             self.shared
                 .metrics
@@ -169,13 +191,13 @@ impl Gateway {
         }
         match lookup {
             Lookup::Invalid(r) => {
-                tracing::info!(request_id = %ctx.request_id, client, reason = r.as_str(), "session cookie rejected")
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = r.as_str(), "session cookie rejected")
             }
             Lookup::Expired(e) => {
-                tracing::info!(request_id = %ctx.request_id, client, reason = ?e, "session expired")
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = ?e, "session expired")
             }
             Lookup::Miss => {
-                tracing::info!(request_id = %ctx.request_id, client, reason = "unknown or revoked", "session cookie rejected")
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = "unknown or revoked", "session cookie rejected")
             }
             _ => {}
         }
@@ -199,7 +221,7 @@ impl Gateway {
             .map(|v| v.as_bytes());
         match session::lookup(scfg, &self.shared.backends(), cookies).await {
             Ok(l) => {
-                self.count_lookup(&l, ctx, &client_ip(session));
+                self.count_lookup(&l, ctx, session);
                 Ok(l)
             }
             Err(e) => {
@@ -367,6 +389,30 @@ impl Gateway {
     }
 }
 
+/// design.md step 5: the session cookie is the gateway's own; the app gets the client's
+/// other cookies, merged into one header.
+fn forward_cookies(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
+    let mut all = req.headers.get_all(http::header::COOKIE).iter();
+    match (all.next(), all.next()) {
+        (None, _) => return Ok(()),
+        // The common case needs no rewrite: one header that cannot hold our cookie.
+        (Some(one), None) if one.to_str().is_ok_and(|v| !v.contains(name)) => return Ok(()),
+        _ => {}
+    }
+    let cookies: Vec<String> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    req.remove_header(&http::header::COOKIE);
+    if let Some(rest) = session::cookie::without(&cookies.join("; "), name) {
+        req.insert_header(http::header::COOKIE, rest)?;
+    }
+    Ok(())
+}
+
 fn allowed(route: &RouteConfig, id: &Identity) -> bool {
     if route.allow_users.is_empty() && route.allow_groups.is_empty() {
         return true;
@@ -505,10 +551,10 @@ impl ProxyHttp for Gateway {
         }
 
         // The gateway's own endpoints.
-        let prefix = ctx.config.auth.prefix.clone();
+        let config = ctx.config.clone();
         if let Some(sub) = ctx
             .path
-            .strip_prefix(prefix.as_str())
+            .strip_prefix(config.auth.prefix.as_str())
             .filter(|s| s.is_empty() || s.starts_with('/'))
         {
             ctx.route_label = LABEL_AUTH.clone();
@@ -672,20 +718,7 @@ impl ProxyHttp for Gateway {
             tracing::debug!(request_id = %ctx.request_id, stripped, "removed client-sent gateway headers");
         }
         if let Some(scfg) = &cfg.session {
-            let cookies: Vec<String> = req
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_string)
-                .collect();
-            if !cookies.is_empty() {
-                req.remove_header(&http::header::COOKIE);
-                if let Some(rest) = session::cookie::without(&cookies.join("; "), &scfg.cookie_name)
-                {
-                    req.insert_header(http::header::COOKIE, rest)?;
-                }
-            }
+            forward_cookies(req, &scfg.cookie_name)?;
         }
         // Step 9: verified identity and the gateway's own forwarding headers.
         if let Some(id) = &ctx.identity {
@@ -718,8 +751,15 @@ impl ProxyHttp for Gateway {
             }
         }
         req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
-        // Step 3: the upstream receives exactly the path that was authorized.
-        if let Some(route) = &ctx.route {
+        // Step 3: the upstream receives exactly the path that was authorized. Most requests
+        // arrive already normalized in origin form; their target is left as it is.
+        if let Some(route) = ctx.route.as_ref().filter(|r| {
+            r.strip_prefix
+                || req.uri.scheme().is_some()
+                || req.uri.authority().is_some()
+                || req.uri.path() != ctx.path
+                || req.uri.query() != ctx.query.as_deref()
+        }) {
             let path = if route.strip_prefix {
                 router::strip_prefix(&route.prefix, &ctx.path)
             } else {
@@ -748,24 +788,22 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         // Step 10: an upstream must not set or clear the gateway's cookie.
         if let Some(scfg) = &ctx.config.session {
-            let cookies: Vec<http::HeaderValue> = resp
+            let name = scfg.cookie_name.as_str();
+            if resp
                 .headers
                 .get_all(http::header::SET_COOKIE)
                 .iter()
-                .cloned()
-                .collect();
-            let prefix = format!("{}=", scfg.cookie_name);
-            if cookies.iter().any(|c| {
-                c.as_bytes()
-                    .trim_ascii_start()
-                    .starts_with(prefix.as_bytes())
-            }) {
+                .any(|c| session::cookie::sets(c.as_bytes(), name))
+            {
+                let cookies: Vec<http::HeaderValue> = resp
+                    .headers
+                    .get_all(http::header::SET_COOKIE)
+                    .iter()
+                    .cloned()
+                    .collect();
                 resp.remove_header(&http::header::SET_COOKIE);
                 for c in cookies {
-                    if c.as_bytes()
-                        .trim_ascii_start()
-                        .starts_with(prefix.as_bytes())
-                    {
+                    if session::cookie::sets(c.as_bytes(), name) {
                         tracing::warn!(request_id = %ctx.request_id, route = %ctx.route_label, "dropped upstream Set-Cookie for the gateway's cookie");
                     } else {
                         resp.append_header(http::header::SET_COOKIE, c)?;
@@ -891,5 +929,28 @@ impl ProxyHttp for Gateway {
             user = ctx.user(),
             error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "99.100.199.200",
+            "255.255.255.255",
+            "1.9.10.109",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }

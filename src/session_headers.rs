@@ -3,7 +3,7 @@
 //! or `Portcullis-Logout: 1` to end one. The gateway acts on them only for routes that
 //! allow it, and always removes them before the client sees the response.
 
-use crate::identity::{fold, Identity};
+use crate::identity::{folds_to, Identity};
 use pingora::http::ResponseHeader;
 
 /// What an upstream asked for.
@@ -17,12 +17,22 @@ pub enum Instruction {
 
 /// Remove both headers, in any spelling, and return what they asked for.
 pub fn take(resp: &mut ResponseHeader) -> Option<Instruction> {
+    const LOGIN: &str = "portcullis-login";
+    const LOGOUT: &str = "portcullis-logout";
+    // Nearly every response has neither: find out without allocating.
+    if !resp
+        .headers
+        .keys()
+        .any(|n| folds_to(n.as_str(), LOGIN) || folds_to(n.as_str(), LOGOUT))
+    {
+        return None;
+    }
     let mut logins = Vec::new();
     let mut logouts = 0;
     let names: Vec<http::HeaderName> = resp.headers.keys().cloned().collect();
     for name in names {
-        let folded = fold(name.as_str());
-        if folded != "portcullis-login" && folded != "portcullis-logout" {
+        let login = folds_to(name.as_str(), LOGIN);
+        if !login && !folds_to(name.as_str(), LOGOUT) {
             continue;
         }
         let values: Vec<Vec<u8>> = resp
@@ -32,7 +42,7 @@ pub fn take(resp: &mut ResponseHeader) -> Option<Instruction> {
             .map(|v| v.as_bytes().to_vec())
             .collect();
         resp.remove_header(&name);
-        if folded == "portcullis-login" {
+        if login {
             logins.extend(values);
         } else {
             logouts += values.len();

@@ -15,7 +15,7 @@ pub struct HealthCheck {
 #[derive(Debug)]
 pub struct Target {
     /// As written in the config; used as the `target` metric label (operator-chosen, bounded).
-    pub label: String,
+    pub label: std::sync::Arc<str>,
     pub addr: SocketAddr,
     healthy: AtomicBool,
 }
@@ -49,7 +49,7 @@ impl Upstream {
             targets: targets
                 .into_iter()
                 .map(|(label, addr)| Target {
-                    label,
+                    label: label.into(),
                     addr,
                     healthy: AtomicBool::new(true),
                 })
@@ -96,7 +96,7 @@ impl Upstream {
         for t in &self.targets {
             let ok = probe(t.addr, &hc.path, self.connect_timeout).await;
             if t.healthy.swap(ok, Ordering::Relaxed) != ok {
-                changed.push((t.label.clone(), ok));
+                changed.push((t.label.to_string(), ok));
             }
         }
         changed
@@ -144,10 +144,14 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
         );
-        let picks: Vec<_> = (0..3).map(|_| u.select().unwrap().label.clone()).collect();
+        let picks: Vec<_> = (0..3)
+            .map(|_| u.select().unwrap().label.to_string())
+            .collect();
         assert_eq!(picks, ["a", "b", "c"]);
         u.targets[1].healthy.store(false, Ordering::Relaxed);
-        let picks: Vec<_> = (0..4).map(|_| u.select().unwrap().label.clone()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| u.select().unwrap().label.to_string())
+            .collect();
         assert!(!picks.contains(&"b".to_string()));
         for t in &u.targets {
             t.healthy.store(false, Ordering::Relaxed);

@@ -136,6 +136,15 @@ pub fn find<'a>(
     found.map(Ok)
 }
 
+/// Does this `Set-Cookie` value set (or clear) the cookie `name`? Browsers trim blanks
+/// around the name, so `name =v` counts too.
+pub fn sets(set_cookie: &[u8], name: &str) -> bool {
+    set_cookie
+        .trim_ascii_start()
+        .strip_prefix(name.as_bytes())
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+}
+
 /// The `Cookie` header without the gateway's cookie, or `None` when nothing else remains.
 pub fn without(header: &str, name: &str) -> Option<String> {
     let kept: Vec<&str> = header
@@ -158,6 +167,16 @@ mod tests {
             .map(|_| URL_SAFE_NO_PAD.decode(generate_key().unwrap()).unwrap())
             .collect();
         (KeyRing::from_raw_keys(&raws), raws)
+    }
+
+    #[test]
+    fn set_cookie_names_in_any_spacing() {
+        assert!(sets(b"session=x; Path=/", "session"));
+        assert!(sets(b"  session =x", "session"));
+        assert!(sets(b"session\t= ; Max-Age=0", "session"));
+        assert!(!sets(b"sessions=x", "session"));
+        assert!(!sets(b"other=session=x", "session"));
+        assert!(!sets(b"Session=x", "session"));
     }
 
     #[test]
