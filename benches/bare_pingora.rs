@@ -4,6 +4,10 @@
 //! this and portcullis is what portcullis adds.
 //!
 //! `cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS`
+//!
+//! With `BARE_TIMEOUTS=1` in the environment the upstream peer gets the connect, read, write
+//! and idle timeouts portcullis sets, to price them on their own (about 3% of throughput in
+//! one A/B run on the development machine).
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
@@ -51,7 +55,6 @@ fn main() {
         threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        work_stealing: std::env::var_os("BARE_NOSTEAL").is_none(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: a measure of CPU work
+# that does not move with the machine's noise (throughput on a shared 2-core VM swings by
+# 10-40% between rounds; instruction counts repeat to within 0.5%).
+#
+#   bash benches/instructions.sh          # N_LOW=500 N_HIGH=2500 requests per subject
+#
+# Each subject runs under callgrind twice, once serving N_LOW and once N_HIGH requests
+# (oha -c 8, keep-alive, against the same 1-worker nginx upstream as benches/load.sh);
+# (total_high - total_low) / (N_HIGH - N_LOW) cancels start-up, login and warm-up, and
+# leaves the user-space instructions one request costs (all threads, libc included;
+# the kernel's share is not counted — see docs/performance.md for that part).
+# Subjects: nginx reverse proxy, bare pingora 0.9 proxy, portcullis public route,
+# portcullis authenticated route. Results also go to target/instructions.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N_LOW=${N_LOW:-500}
+N_HIGH=${N_HIGH:-2500}
+OUT=${OUT:-target/instructions.txt}
+
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v cmake >/dev/null || need+=(cmake)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null || { echo "installing oha (cargo install, a few minutes, once)" >&2; cargo install oha --locked -q; }
+
+# The same build as benches/load.sh.
+cargo build --release -q --bin portcullis --example bare_pingora
+BIN=$PWD/target/release/portcullis
+BARE=$PWD/target/release/examples/bare_pingora
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_url() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+
+nginx_conf() { # file, port line
+  cat > "$1" <<NGINX
+daemon off;
+worker_processes 1;
+pid $1.pid;
+error_log $1.err error;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK;
+  uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  keepalive_requests 1000000;
+  $2
+}
+NGINX
+}
+
+UP=$(free_port)
+nginx_conf "$WORK/upstream.conf" "server { listen 127.0.0.1:$UP; location / { return 200 'hello from upstream\n'; } }"
+"$NGINX" -c "$WORK/upstream.conf" -p "$WORK" &
+PIDS+=($!)
+wait_url "http://127.0.0.1:$UP/"
+
+"$BIN" gen-key > "$WORK/session.keys"
+PW=bench-password
+HASH=$(echo "$PW" | "$BIN" hash-password)
+printf '[[user]]\nname = "bench"\npassword = "%s"\nemail = "bench@example.com"\ngroups = ["bench"]\n' "$HASH" > "$WORK/users.toml"
+
+# run_subject NAME N: start the subject under callgrind, send N requests, print its
+# instruction total. Each subject writes its own file; nginx's worker is the child.
+run_subject() {
+  local name=$1 n=$2 port adm url pid target cookie=() total
+  port=$(free_port); adm=$(free_port)
+  rm -f "$WORK"/cg.*
+  case $name in
+    nginx)
+      nginx_conf "$WORK/proxy.conf" "upstream app { server 127.0.0.1:$UP; keepalive 64; }
+        server { listen 127.0.0.1:$port; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+      valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK/cg.%p" \
+        "$NGINX" -c "$WORK/proxy.conf" -p "$WORK" 2>"$WORK/vg.log" &
+      url="http://127.0.0.1:$port/" ;;
+    bare)
+      RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+        "$BARE" "127.0.0.1:$port" "127.0.0.1:$UP" 1 2>"$WORK/vg.log" &
+      url="http://127.0.0.1:$port/" ;;
+    public|authenticated)
+      cat > "$WORK/gateway.toml" <<TOML
+[listen]
+http = ["127.0.0.1:$port"]
+threads = 1
+[admin]
+listen = "127.0.0.1:$adm"
+[session]
+keys_file = "session.keys"
+secure = false
+[auth]
+users_file = "users.toml"
+[[upstream]]
+name = "app"
+targets = ["127.0.0.1:$UP"]
+[[route]]
+path = "/"
+upstream = "app"
+[[route]]
+path = "/public"
+upstream = "app"
+access = "public"
+TOML
+      RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+        "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/vg.log" &
+      wait_url "http://127.0.0.1:$adm/healthz"
+      url="http://127.0.0.1:$port/public/x"
+      if [ "$name" = authenticated ]; then
+        url="http://127.0.0.1:$port/x"
+        cookie=(-H "Cookie: $(curl -s -o /dev/null -D - "http://127.0.0.1:$port/.auth/login" \
+          --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
+          | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}')")
+      fi ;;
+  esac
+  pid=$!
+  wait_url "$url"
+  local codes
+  codes=$(oha -n "$n" -c 8 --no-tui --output-format json "${cookie[@]}" "$url" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["statusCodeDistribution"])')
+  [ "$codes" = "{'200': $n}" ] || { echo "$name: expected $n x 200, got $codes" >&2; exit 1; }
+  if [ "$name" = nginx ]; then
+    target=$(pgrep -P "$pid" | head -1)
+    kill -QUIT "$pid"
+  else
+    target=$pid
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"
+  fi
+  wait "$pid" 2>/dev/null || true
+  # nginx's worker writes its file at exit; a pingora process's totals are in the dump
+  # made on request ('.1'; the file written at exit holds only what came after it).
+  local f="$WORK/cg.$target"
+  [ "$name" = nginx ] || f="$WORK/cg.$target.1"
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+  echo "$total"
+}
+
+NAMES=(nginx bare public authenticated)
+LABELS=("nginx proxy" "bare pingora 0.9" "portcullis public route" "portcullis authenticated")
+declare -A PER
+for i in "${!NAMES[@]}"; do
+  lo=$(run_subject "${NAMES[$i]}" "$N_LOW")
+  hi=$(run_subject "${NAMES[$i]}" "$N_HIGH")
+  PER[$i]=$(( (hi - lo) / (N_HIGH - N_LOW) ))
+  printf '  %-28s %12s -> %12s instructions (%d -> %d requests)\n' "${LABELS[$i]}" "$lo" "$hi" "$N_LOW" "$N_HIGH" >&2
+done
+{
+  echo "portcullis instruction count — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "callgrind, user space, all threads; (total at $N_HIGH requests - total at $N_LOW) / $((N_HIGH - N_LOW)); oha -c 8 keep-alive"
+  printf '%-28s %16s %10s\n' "" "instr/request" "vs nginx"
+  for i in "${!NAMES[@]}"; do
+    printf '%-28s %16d %9.2fx\n' "${LABELS[$i]}" "${PER[$i]}" "$(awk -v a="${PER[$i]}" -v b="${PER[0]}" 'BEGIN {print a/b}')"
+  done
+} | tee "$OUT"
