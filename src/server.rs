@@ -203,9 +203,16 @@ impl BackgroundService for HealthChecks {
                 }
             }
             self.shared.publish_health();
+            // Fine-grained ticks only when there is something to time; otherwise wake once a
+            // second (to notice health checks added by a reload) rather than ten times.
+            let tick = if cfg.upstreams.iter().any(|u| u.health_check.is_some()) {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(tick) => {}
             }
         }
     }
