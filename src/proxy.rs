@@ -389,6 +389,17 @@ impl Gateway {
     }
 }
 
+/// Is `raw` exactly `path`, followed by `?query` when there is one?
+fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
+    let Some(rest) = raw.strip_prefix(path.as_bytes()) else {
+        return false;
+    };
+    match query {
+        None => rest.is_empty(),
+        Some(q) => rest.strip_prefix(b"?") == Some(q.as_bytes()),
+    }
+}
+
 /// design.md step 5: the session cookie is the gateway's own; the app gets the client's
 /// other cookies, merged into one header.
 fn forward_cookies(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
@@ -752,13 +763,10 @@ impl ProxyHttp for Gateway {
         }
         req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
         // Step 3: the upstream receives exactly the path that was authorized. Most requests
-        // arrive already normalized in origin form; their target is left as it is.
+        // arrive already normalized in origin form; when the bytes pingora would send are
+        // exactly those, the target is left as it is (no format, parse and allocation).
         if let Some(route) = ctx.route.as_ref().filter(|r| {
-            r.strip_prefix
-                || req.uri.scheme().is_some()
-                || req.uri.authority().is_some()
-                || req.uri.path() != ctx.path
-                || req.uri.query() != ctx.query.as_deref()
+            r.strip_prefix || !is_target(req.raw_path(), &ctx.path, ctx.query.as_deref())
         }) {
             let path = if route.strip_prefix {
                 router::strip_prefix(&route.prefix, &ctx.path)
@@ -935,6 +943,19 @@ impl ProxyHttp for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_compare_byte_for_byte() {
+        assert!(is_target(b"/a/b", "/a/b", None));
+        assert!(is_target(b"/a/b?x=1", "/a/b", Some("x=1")));
+        assert!(is_target(b"/a/b?", "/a/b", Some("")));
+        assert!(!is_target(b"/a/b?", "/a/b", None));
+        assert!(!is_target(b"/a/b", "/a/b", Some("")));
+        assert!(!is_target(b"/a/./b", "/a/b", None));
+        assert!(!is_target(b"/a/b/", "/a/b", None));
+        assert!(!is_target(b"http://h/a/b", "/a/b", None));
+        assert!(!is_target(b"/a/b?x=2", "/a/b", Some("x=1")));
+    }
 
     #[test]
     fn ip_text_matches_display() {
