@@ -19,20 +19,10 @@ N_LOW=${N_LOW:-500}
 N_HIGH=${N_HIGH:-2500}
 OUT=${OUT:-target/instructions.txt}
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v cmake >/dev/null || need+=(cmake)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source benches/common.sh
+install_missing valgrind=valgrind callgrind_annotate=valgrind nginx=nginx cmake=cmake curl=curl python3=python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v oha >/dev/null || { echo "installing oha (cargo install, a few minutes, once)" >&2; cargo install oha --locked -q; }
+ensure_oha
 
 # The same build as benches/load.sh.
 cargo build --release -q --bin portcullis --example bare_pingora
@@ -41,14 +31,8 @@ BARE=$PWD/target/release/examples/bare_pingora
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_url() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
 
 nginx_conf() { # file, port line
@@ -74,10 +58,8 @@ nginx_conf "$WORK/upstream.conf" "server { listen 127.0.0.1:$UP; location / { re
 PIDS+=($!)
 wait_url "http://127.0.0.1:$UP/"
 
-"$BIN" gen-key > "$WORK/session.keys"
 PW=bench-password
-HASH=$(echo "$PW" | "$BIN" hash-password)
-printf '[[user]]\nname = "bench"\npassword = "%s"\nemail = "bench@example.com"\ngroups = ["bench"]\n' "$HASH" > "$WORK/users.toml"
+bench_users "$WORK" "$BIN" "$PW"
 
 # run_subject NAME N: start the subject under callgrind, send N requests, print its
 # instruction total. Each subject writes its own file; nginx's worker is the child.
@@ -97,37 +79,14 @@ run_subject() {
         "$BARE" "127.0.0.1:$port" "127.0.0.1:$UP" 1 2>"$WORK/vg.log" &
       url="http://127.0.0.1:$port/" ;;
     public|authenticated)
-      cat > "$WORK/gateway.toml" <<TOML
-[listen]
-http = ["127.0.0.1:$port"]
-threads = 1
-[admin]
-listen = "127.0.0.1:$adm"
-[session]
-keys_file = "session.keys"
-secure = false
-[auth]
-users_file = "users.toml"
-[[upstream]]
-name = "app"
-targets = ["127.0.0.1:$UP"]
-[[route]]
-path = "/"
-upstream = "app"
-[[route]]
-path = "/public"
-upstream = "app"
-access = "public"
-TOML
+      bench_gateway_toml "$port" "$adm" "$UP" 1 > "$WORK/gateway.toml"
       RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
         "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/vg.log" &
       wait_url "http://127.0.0.1:$adm/healthz"
       url="http://127.0.0.1:$port/public/x"
       if [ "$name" = authenticated ]; then
         url="http://127.0.0.1:$port/x"
-        cookie=(-H "Cookie: $(curl -s -o /dev/null -D - "http://127.0.0.1:$port/.auth/login" \
-          --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
-          | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}')")
+        cookie=(-H "Cookie: $(login_cookie "$port" "$PW")")
       fi ;;
   esac
   pid=$!

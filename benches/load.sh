@@ -29,22 +29,10 @@ OUT=${OUT:-target/load-bench.txt}
 RATE=${RATE:-5000}         # fixed request rate for the latency phase (oha -q)
 RATE_DURATION=${RATE_DURATION:-10s}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v cmake >/dev/null || need+=(cmake)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-command -v redis-server >/dev/null || need+=(redis-server)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source benches/common.sh
+install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-# oha measures latency at a fixed rate with coordinated-omission correction (wrk cannot).
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v oha >/dev/null || { echo "installing oha (cargo install, a few minutes, once)" >&2; cargo install oha --locked -q; }
+ensure_oha
 
 cargo build --release -q --bin portcullis --example bare_pingora
 BIN=target/release/portcullis
@@ -52,14 +40,8 @@ BARE=target/release/examples/bare_pingora
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port); BP=$(free_port)
@@ -100,38 +82,9 @@ nginx_conf authreq "upstream app { server 127.0.0.1:$UP; keepalive 64; }
       proxy_set_header X-Forwarded-User \$user; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
 # portcullis with one public and one authenticated route.
-"$BIN" gen-key > "$WORK/session.keys"
 PW=bench-password
-HASH=$(echo "$PW" | "$BIN" hash-password)
-cat > "$WORK/users.toml" <<USERS
-[[user]]
-name = "bench"
-password = "$HASH"
-email = "bench@example.com"
-groups = ["bench"]
-USERS
-cat > "$WORK/gateway.toml" <<TOML
-[listen]
-http = ["127.0.0.1:$PC"]
-threads = $WORKERS
-[admin]
-listen = "127.0.0.1:$ADM"
-[session]
-keys_file = "session.keys"
-secure = false
-[auth]
-users_file = "users.toml"
-[[upstream]]
-name = "app"
-targets = ["127.0.0.1:$UP"]
-[[route]]
-path = "/"
-upstream = "app"
-[[route]]
-path = "/public"
-upstream = "app"
-access = "public"
-TOML
+bench_users "$WORK" "$BIN" "$PW"
+bench_gateway_toml "$PC" "$ADM" "$UP" "$WORKERS" > "$WORK/gateway.toml"
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/portcullis.log" &
 PIDS+=($!)
 # The same gateway with its sessions in Redis.
@@ -148,14 +101,9 @@ RUST_LOG=warn "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$WORK/bare.l
 PIDS+=($!)
 for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR; do wait_port "$p"; done
 
-login_cookie() { # port
-  curl -s -o /dev/null -D - "http://127.0.0.1:$1/.auth/login" \
-    --data-urlencode "username=bench" --data-urlencode "password=$PW" --data-urlencode "rd=/" \
-    | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}'
-}
-COOKIE=$(login_cookie "$PC")
+COOKIE=$(login_cookie "$PC" "$PW")
 [ -n "$COOKIE" ] || { echo "login failed" >&2; cat "$WORK/portcullis.log" >&2; exit 1; }
-COOKIE_R=$(login_cookie "$PCR")
+COOKIE_R=$(login_cookie "$PCR" "$PW")
 [ -n "$COOKIE_R" ] || { echo "login (redis) failed" >&2; cat "$WORK/portcullis-redis.log" >&2; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE_R" "http://127.0.0.1:$PCR/x")" = 200 ] \
   || { echo "redis-mode gateway did not answer 200 with a session" >&2; exit 1; }
