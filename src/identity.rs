@@ -33,6 +33,9 @@ pub struct IdentityHeaders {
     pub user: http::HeaderName,
     pub email: http::HeaderName,
     pub groups: http::HeaderName,
+    /// The same three names as shared bytes, the form pingora's `insert_header` takes
+    /// without copying (a `HeaderName` is copied into a new buffer on each insert).
+    wire: [bytes::Bytes; 3],
     /// Folded (lower-case, `-`) names stripped from every request.
     owned: Vec<String>,
     /// Bit `n` is set when some owned name is `n` bytes long (bit 63: 63 or longer). Most
@@ -84,10 +87,13 @@ impl IdentityHeaders {
         owned.sort();
         owned.dedup();
         let lengths = owned.iter().fold(0, |m, o| m | length_bit(o.len()));
+        let (user, email, groups) = (parse(user)?, parse(email)?, parse(groups)?);
+        let wire = |n: &http::HeaderName| bytes::Bytes::copy_from_slice(n.as_str().as_bytes());
         Ok(Self {
-            user: parse(user)?,
-            email: parse(email)?,
-            groups: parse(groups)?,
+            wire: [wire(&user), wire(&email), wire(&groups)],
+            user,
+            email,
+            groups,
             owned,
             lengths,
         })
@@ -131,12 +137,12 @@ impl IdentityHeaders {
 
     /// Set the identity headers for a verified identity.
     pub fn inject(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
-        req.insert_header(self.user.clone(), &id.user)?;
+        req.insert_header(self.wire[0].clone(), &id.user)?;
         if !id.email.is_empty() {
-            req.insert_header(self.email.clone(), &id.email)?;
+            req.insert_header(self.wire[1].clone(), &id.email)?;
         }
         if !id.groups.is_empty() {
-            req.insert_header(self.groups.clone(), id.groups.join(","))?;
+            req.insert_header(self.wire[2].clone(), id.groups.join(","))?;
         }
         Ok(())
     }

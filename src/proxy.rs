@@ -10,7 +10,6 @@ use crate::respond::Reply;
 use crate::router::{self, canonical_host};
 use crate::session::{self, Lookup};
 use async_trait::async_trait;
-use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -25,11 +24,14 @@ static LABEL_REDIRECT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("https_re
 /// Where verifiers fetch the assertion keys.
 pub const JWKS_PATH: &str = "/.well-known/portcullis/jwks.json";
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static HSTS: HeaderName = HeaderName::from_static("strict-transport-security");
+// Names handed to pingora's `insert_header` as `&'static str`: a `HeaderName` that is not
+// one of the few pingora knows would be copied into a fresh case-preserving buffer on every
+// insert; a static string is used in place. Lower case, as the wire has always shown them.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_REQUEST_ID: &str = "x-request-id";
+const HSTS: &str = "strict-transport-security";
 
 /// Status code label without a per-request allocation for the common codes.
 fn status_label(code: u16) -> &'static str {
@@ -753,15 +755,15 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        req.insert_header(X_FORWARDED_FOR.clone(), client_ip(session))?;
-        req.insert_header(X_FORWARDED_PROTO.clone(), ctx.scheme())?;
+        req.insert_header(X_FORWARDED_FOR, client_ip(session))?;
+        req.insert_header(X_FORWARDED_PROTO, ctx.scheme())?;
         if let Some(h) = &ctx.host_raw {
-            req.insert_header(X_FORWARDED_HOST.clone(), h.as_str())?;
+            req.insert_header(X_FORWARDED_HOST, h.as_str())?;
             if !req.headers.contains_key(http::header::HOST) {
                 req.insert_header(http::header::HOST, h.as_str())?;
             }
         }
-        req.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        req.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         // Step 3: the upstream receives exactly the path that was authorized. Most requests
         // arrive already normalized in origin form; when the bytes pingora would send are
         // exactly those, the target is left as it is (no format, parse and allocation).
@@ -842,9 +844,9 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(h) = self.hsts(ctx) {
-            resp.insert_header(HSTS.clone(), h)?;
+            resp.insert_header(HSTS, h)?;
         }
-        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.as_str())?;
+        resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 
