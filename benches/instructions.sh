@@ -20,7 +20,7 @@ N_HIGH=${N_HIGH:-2500}
 OUT=${OUT:-target/instructions.txt}
 
 source benches/common.sh
-install_missing valgrind=valgrind callgrind_annotate=valgrind nginx=nginx cmake=cmake curl=curl python3=python3
+install_missing valgrind=valgrind nginx=nginx cmake=cmake curl=curl python3=python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
 
