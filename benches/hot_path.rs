@@ -36,9 +36,11 @@ fn routes(n: usize) -> RouteTable {
                 strip_prefix: false,
                 issues_sessions: false,
                 bearer: false,
+                allow_encoded: Default::default(),
             })
             .collect(),
     )
+    .expect("distinct routes")
 }
 
 fn bench(c: &mut Criterion) {

@@ -13,8 +13,29 @@ pub fn is_safe_method(m: &http::Method) -> bool {
     )
 }
 
-/// Why a request is considered cross-site, if it is.
-pub fn cross_site(headers: &HeaderMap, own_origin: &str) -> Option<&'static str> {
+/// Is `origin` (an `Origin` header) the origin this request was addressed to: the same
+/// scheme, the same host (ASCII case-insensitive, one trailing dot ignored) and the same
+/// port (the scheme's default when none is written)?
+pub fn is_own_origin(origin: &str, scheme: &str, host: Option<&str>) -> bool {
+    let Some((their_scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    if !their_scheme.eq_ignore_ascii_case(scheme) || authority.contains(['/', '@', '?', '#']) {
+        return false;
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let (Some((theirs, their_port)), Some((ours, our_port))) = (
+        crate::router::split_authority(authority),
+        host.and_then(crate::router::split_authority),
+    ) else {
+        return false;
+    };
+    theirs == ours && their_port.unwrap_or(default_port) == our_port.unwrap_or(default_port)
+}
+
+/// Why a request is considered cross-site, if it is. `scheme` and `host` (the request's
+/// Host, as sent) say which origin it was addressed to.
+pub fn cross_site(headers: &HeaderMap, scheme: &str, host: Option<&str>) -> Option<&'static str> {
     if let Some(v) = headers.get("sec-fetch-site") {
         if v.as_bytes().eq_ignore_ascii_case(b"cross-site") {
             return Some("sec-fetch-site: cross-site");
@@ -26,7 +47,7 @@ pub fn cross_site(headers: &HeaderMap, own_origin: &str) -> Option<&'static str>
             return Some("several Origin headers");
         }
         let o = o.to_str().unwrap_or("");
-        if !o.eq_ignore_ascii_case(own_origin) {
+        if !is_own_origin(o, scheme, host) {
             return Some("foreign Origin");
         }
     }
@@ -47,6 +68,8 @@ mod tests {
 
     #[test]
     fn decisions() {
+        let cross_site =
+            |h: &HeaderMap, _own: &str| cross_site(h, "https", Some("app.example.com"));
         let own = "https://app.example.com";
         assert_eq!(cross_site(&h(&[]), own), None);
         assert_eq!(
@@ -61,5 +84,27 @@ mod tests {
         assert!(cross_site(&h(&[("origin", "https://evil.com")]), own).is_some());
         assert!(cross_site(&h(&[("origin", "null")]), own).is_some());
         assert!(cross_site(&h(&[("origin", "http://app.example.com")]), own).is_some());
+    }
+
+    #[test]
+    fn own_origin_spellings() {
+        let own = |o: &str, host: &str| is_own_origin(o, "https", Some(host));
+        assert!(own("https://app.example.com", "app.example.com"));
+        assert!(own("https://APP.Example.com", "app.example.com"));
+        assert!(own("https://app.example.com.", "app.example.com"));
+        assert!(own("https://app.example.com", "App.Example.COM."));
+        assert!(own("https://app.example.com:443", "app.example.com"));
+        assert!(own("https://app.example.com:8443", "app.example.com:8443"));
+        assert!(own("https://[::1]:8443", "[::1]:8443"));
+        assert!(!own("https://app.example.com:8443", "app.example.com"));
+        assert!(!own("https://app.example.com", "app.example.com:8443"));
+        assert!(!own("http://app.example.com", "app.example.com"));
+        assert!(!own("https://app.example.com..", "app.example.com"));
+        assert!(!own("https://evil.com", "app.example.com"));
+        assert!(!own("https://app.example.com.evil.com", "app.example.com"));
+        assert!(!own("https://app.example.com/", "app.example.com"));
+        assert!(!own("https://x@app.example.com", "app.example.com"));
+        assert!(!own("null", "app.example.com"));
+        assert!(!is_own_origin("https://app.example.com", "https", None));
     }
 }

@@ -107,6 +107,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         strip_prefix: false,
         issues_sessions: false,
         bearer: false,
+        allow_encoded: Default::default(),
     };
     let config = Config {
         path: PathBuf::from("<demo>"),
@@ -154,7 +155,8 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         routes: RouteTable::new(vec![
             route("app", "/", Access::Authenticated),
             route("public", "/public", Access::Public),
-        ]),
+        ])
+        .map_err(|c| format!("demo routes collide: {c:?}"))?,
     };
     Ok(Demo {
         config,

@@ -1,5 +1,6 @@
 //! Malformed-request refusal (design.md step 2), before any routing or session work.
 
+use crate::identity::IdentityHeaders;
 use pingora::http::RequestHeader;
 
 pub const MAX_URI_LEN: usize = 8 * 1024;
@@ -121,6 +122,29 @@ pub fn check(req: &RequestHeader, h2: bool) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Headers a `Connection` option may never name, besides the ones the gateway owns: a hop
+/// that honours the option would drop them after the gateway decided on them (framing,
+/// the routed host, the credentials).
+const PROTECTED: [&str; 5] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "cookie",
+    "authorization",
+];
+
+/// A `Connection` option that names an owned or protected header (design.md step 2), if
+/// any. Such a request asks the next hop to delete a header the gateway sets or relies on:
+/// the injected identity, `X-Forwarded-For`, the framing. The name is safe to log.
+pub fn connection_names_protected(req: &RequestHeader, owned: &IdentityHeaders) -> Option<String> {
+    req.headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .find(|t| owned.is_owned(t) || PROTECTED.contains(&t.as_str()))
+}
+
 /// pingora resolves `Content-Length` + `Transfer-Encoding` as RFC 9112 allows (drops the
 /// length, closes after the response). We refuse such a request outright: it is how request
 /// smuggling starts, and no honest client sends both. Only the raw head still shows it.
@@ -156,6 +180,33 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn connection_options() {
+        let owned = IdentityHeaders::new(
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+            ["Remote-User"].into_iter(),
+        )
+        .unwrap();
+        let named = |v: &str| connection_names_protected(&req(&[("connection", v)]), &owned);
+        assert_eq!(named("keep-alive"), None);
+        assert_eq!(named("close"), None);
+        assert_eq!(named("Upgrade, TE"), None);
+        assert_eq!(
+            named("keep-alive, X-Forwarded-For").as_deref(),
+            Some("x-forwarded-for")
+        );
+        assert_eq!(
+            named("x_forwarded_user").as_deref(),
+            Some("x_forwarded_user")
+        );
+        assert_eq!(named("remote-user").as_deref(), Some("remote-user"));
+        assert_eq!(named(" Cookie ").as_deref(), Some("cookie"));
+        assert_eq!(named("content-length").as_deref(), Some("content-length"));
+        assert_eq!(named("X-Request-Id").as_deref(), Some("x-request-id"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pathnorm;
 pub mod proxy;
+pub mod readings;
 pub mod respond;
 pub mod router;
 pub mod secret;

@@ -2,21 +2,101 @@
 //!
 //! The route is matched on the normalized path and the upstream receives exactly that
 //! path, so the authorization decision and the upstream can never disagree about which
-//! resource was asked for (`/public/../admin` is `/admin` for both).
+//! resource was asked for (`/public/../admin` is `/admin` for both). Escapes of the
+//! delimiters upstreams disagree about stay encoded and are reported in [`EncodedSet`], so
+//! that the route can refuse them (design.md step 2, `allow_encoded`).
 
 /// Why a path was refused. All of these are answered with `400`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("path is not origin-form")]
     NotOriginForm,
-    #[error("path contains an encoded '/', '\\' or NUL")]
-    EncodedSeparator,
+    #[error("path contains an encoded NUL")]
+    EncodedNul,
     #[error("path contains a backslash or control character")]
     BadCharacter,
     #[error("path contains a malformed percent-escape")]
     BadEscape,
     #[error("path climbs above the root")]
     AboveRoot,
+}
+
+/// The encoded delimiters a path carried: `%2F` `%5C` `%3B` `%3F` `%23` `%25`. Each is read
+/// one way by the gateway (a plain character inside a segment) and another way by an
+/// upstream that decodes before it splits, so each must be allowed by the route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodedSet(u8);
+
+/// (decoded byte, how `allow_encoded` spells it, the escape as normalized)
+const DELIMITERS: [(u8, &str, &str); 6] = [
+    (b'/', "/", "%2F"),
+    (b'\\', "\\", "%5C"),
+    (b';', ";", "%3B"),
+    (b'?', "?", "%3F"),
+    (b'#', "#", "%23"),
+    (b'%', "%", "%25"),
+];
+
+impl EncodedSet {
+    pub const NONE: EncodedSet = EncodedSet(0);
+
+    fn bit(decoded: u8) -> Option<u8> {
+        DELIMITERS
+            .iter()
+            .position(|d| d.0 == decoded)
+            .map(|i| 1 << i)
+    }
+
+    /// From `allow_encoded`'s spelling of one character (`"/"`, `"%2F"` or `"%2f"`).
+    pub fn parse_one(s: &str) -> Result<Self, String> {
+        if matches!(s, "\0" | "%00" | "NUL" | "nul") {
+            return Err("NUL is never allowed in a path".into());
+        }
+        DELIMITERS
+            .iter()
+            .position(|d| d.1 == s || d.2.eq_ignore_ascii_case(s))
+            .map(|i| EncodedSet(1 << i))
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not an encoded character a route can allow (one of \"/\", \"\\\\\", \";\", \"?\", \"#\", \"%\")"
+                )
+            })
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: EncodedSet) -> EncodedSet {
+        EncodedSet(self.0 | other.0)
+    }
+
+    /// The characters in `self` that `allowed` does not list.
+    pub fn without(self, allowed: EncodedSet) -> EncodedSet {
+        EncodedSet(self.0 & !allowed.0)
+    }
+
+    pub fn contains(self, decoded: u8) -> bool {
+        Self::bit(decoded).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// The escapes as they appear in a normalized path, e.g. `"%2F, %3B"`.
+    pub fn escapes(self) -> String {
+        DELIMITERS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, d)| d.2)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A normalized path and the encoded delimiters it still carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    pub path: String,
+    pub encoded: EncodedSet,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -32,15 +112,19 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
 /// Normalize a raw path (no query): decode percent-escapes of unreserved characters,
 /// upper-case the remaining escapes, resolve `.` and `..`, and merge repeated slashes.
-/// Encoded `/`, `\` and NUL are refused rather than decoded: a backend that decodes them
-/// later would see a different path than the one we authorized.
-pub fn normalize(path: &str) -> Result<String, PathError> {
+/// An encoded NUL is refused outright; the other encoded delimiters stay encoded (never
+/// decoded: a backend that decodes them later would see a different path than the one we
+/// authorized) and are reported so the route can refuse them.
+pub fn normalize(path: &str) -> Result<NormalPath, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
+    let mut encoded = EncodedSet::NONE;
     // Pass 1: percent-decoding of unreserved characters only.
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -55,14 +139,16 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
                 _ => return Err(PathError::BadEscape),
             };
             let v = h * 16 + l;
-            if v == b'/' || v == b'\\' || v == 0 {
-                return Err(PathError::EncodedSeparator);
+            if v == 0 {
+                return Err(PathError::EncodedNul);
             }
             if is_unreserved(v) {
                 decoded.push(v);
             } else {
-                decoded.push(b'%');
-                decoded.extend_from_slice(format!("{v:02X}").as_bytes());
+                if let Some(bit) = EncodedSet::bit(v) {
+                    encoded.0 |= bit;
+                }
+                decoded.extend_from_slice(&[b'%', HEX_UPPER[h as usize], HEX_UPPER[l as usize]]);
             }
             i += 3;
             continue;
@@ -97,7 +183,29 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if res.is_empty() || (trailing && !res.ends_with('/')) {
         res.push('/');
     }
-    Ok(res)
+    Ok(NormalPath { path: res, encoded })
+}
+
+/// A normalized path as an upstream that decodes delimiters before it splits reads it:
+/// `%2F` and `%5C` become `/`, `%3B` becomes `;`, and `%3F` or `%23` end the path (a query
+/// or fragment to such a reader); then normalized again. `%25` stays: decoding it once
+/// would only produce another escape.
+pub fn decode_delimiters(path: &str) -> Result<NormalPath, PathError> {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = rest.get(at..at + 3).unwrap_or(&rest[at..]);
+        match escape {
+            "%2F" | "%5C" => out.push('/'),
+            "%3B" => out.push(';'),
+            "%3F" | "%23" => return normalize(&out),
+            other => out.push_str(other),
+        }
+        rest = &rest[(at + escape.len())..];
+    }
+    out.push_str(rest);
+    normalize(&out)
 }
 
 #[cfg(test)]
@@ -121,7 +229,7 @@ mod tests {
             ("/dir/.", "/dir/"),
             ("/a/..", "/"),
         ] {
-            assert_eq!(normalize(i).as_deref(), Ok(o), "{i}");
+            assert_eq!(normalize(i).map(|n| n.path).as_deref(), Ok(o), "{i}");
         }
     }
 
@@ -130,14 +238,60 @@ mod tests {
         assert_eq!(normalize("a"), Err(PathError::NotOriginForm));
         assert_eq!(normalize("*"), Err(PathError::NotOriginForm));
         assert_eq!(normalize("http://x/"), Err(PathError::NotOriginForm));
-        assert_eq!(normalize("/a%2fb"), Err(PathError::EncodedSeparator));
-        assert_eq!(normalize("/a%2Fb"), Err(PathError::EncodedSeparator));
-        assert_eq!(normalize("/a%5cb"), Err(PathError::EncodedSeparator));
-        assert_eq!(normalize("/a%00"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a%00"), Err(PathError::EncodedNul));
         assert_eq!(normalize("/a\\b"), Err(PathError::BadCharacter));
         assert_eq!(normalize("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize("/a%2"), Err(PathError::BadEscape));
         assert_eq!(normalize("/.."), Err(PathError::AboveRoot));
         assert_eq!(normalize("/a/../.."), Err(PathError::AboveRoot));
+    }
+
+    #[test]
+    fn encoded_delimiters_stay_encoded_and_are_reported() {
+        let n = normalize("/a%2fb/c%3bd%3F%23%25%5c").unwrap();
+        assert_eq!(n.path, "/a%2Fb/c%3Bd%3F%23%25%5C");
+        assert_eq!(n.encoded.escapes(), "%2F, %5C, %3B, %3F, %23, %25");
+        // `..%2F` is not a dot segment: it stays one segment.
+        assert_eq!(normalize("/a/..%2fb").unwrap().path, "/a/..%2Fb");
+        let plain = normalize("/a%20b%e2%82%ac").unwrap();
+        assert!(
+            plain.encoded.is_empty(),
+            "space and UTF-8 escapes are not delimiters"
+        );
+        let allowed = EncodedSet::parse_one("/").unwrap();
+        assert_eq!(
+            n.encoded.without(allowed).escapes(),
+            "%5C, %3B, %3F, %23, %25"
+        );
+        assert!(normalize("/a%2Fb")
+            .unwrap()
+            .encoded
+            .without(allowed)
+            .is_empty());
+    }
+
+    #[test]
+    fn allow_encoded_spellings() {
+        assert_eq!(EncodedSet::parse_one("%2f"), EncodedSet::parse_one("/"));
+        assert!(EncodedSet::parse_one("%3B").unwrap().contains(b';'));
+        assert!(EncodedSet::parse_one("\\0").is_err());
+        assert!(EncodedSet::parse_one("%00").unwrap_err().contains("NUL"));
+        assert!(EncodedSet::parse_one("a").is_err());
+    }
+
+    #[test]
+    fn decoding_delimiters() {
+        let d = |p: &str| decode_delimiters(&normalize(p).unwrap().path).map(|n| n.path);
+        assert_eq!(
+            d("/api/group%2Fproject").as_deref(),
+            Ok("/api/group/project")
+        );
+        assert_eq!(d("/api/x%2F..%2F..%2Fadmin").as_deref(), Ok("/admin"));
+        assert_eq!(d("/a%5Cb").as_deref(), Ok("/a/b"));
+        assert_eq!(d("/a%3Bv=1/b").as_deref(), Ok("/a;v=1/b"));
+        assert_eq!(d("/a%3Fx/b").as_deref(), Ok("/a"));
+        assert_eq!(d("/a%23x").as_deref(), Ok("/a"));
+        assert_eq!(d("/100%25").as_deref(), Ok("/100%25"));
+        assert_eq!(d("/a/..%2F..%2F.."), Err(PathError::AboveRoot));
     }
 }

@@ -7,7 +7,7 @@ use crate::hygiene;
 use crate::identity::Identity;
 use crate::metrics::method_label;
 use crate::respond::Reply;
-use crate::router::{self, canonical_host};
+use crate::router::{self, canonical_host, NoRoute};
 use crate::session::{self, Lookup};
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -286,16 +286,57 @@ impl Gateway {
         }
     }
 
+    /// The answer when no route was chosen (design.md steps 2 and 4). Ambiguous paths are
+    /// logged: they are how authorization bypasses are probed.
+    fn refusal(&self, session: &Session, ctx: &RequestCtx, why: &NoRoute) -> Reply {
+        let (code, message) = match why {
+            NoRoute::Unknown => {
+                return Reply::error(404, "no_route", "no route for this host and path")
+            }
+            NoRoute::Ambiguous {
+                reading,
+                exact,
+                other,
+            } => {
+                tracing::info!(
+                    request_id = %ctx.request_id,
+                    client = %client_ip(session),
+                    path = %ctx.path,
+                    route = %exact,
+                    other_route = %other,
+                    reading = %reading.describe(),
+                    "ambiguous path refused: upstreams would read it as another route's"
+                );
+                (
+                    "ambiguous_path",
+                    "this path could be read as belonging to another route, so it is refused"
+                        .to_string(),
+                )
+            }
+            NoRoute::Encoded(set) => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), path = %ctx.path, escapes = %set.escapes(), "encoded delimiter refused");
+                (
+                    "encoded_character",
+                    format!(
+                        "the path contains encoded delimiters this route does not accept: {}",
+                        set.escapes()
+                    ),
+                )
+            }
+        };
+        if is_navigation(session.req_header()) {
+            Reply::html(
+                400,
+                crate::auth::page::refusal("Bad request", &message, code, ctx.request_id.as_str()),
+            )
+        } else {
+            Reply::error(400, code, &message)
+        }
+    }
+
     /// design.md step 7: no session → 302 to login (browser navigation) or 401.
     fn login_required(&self, session: &Session, ctx: &RequestCtx, bearer: bool) -> Reply {
-        let req = session.req_header();
-        let navigation = ctx.config.session.is_some()
-            && matches!(req.method, http::Method::GET | http::Method::HEAD)
-            && req
-                .headers
-                .get(http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/html"));
+        let navigation = ctx.config.session.is_some() && is_navigation(session.req_header());
         if navigation {
             let mut rd = ctx.path.clone();
             if let Some(q) = &ctx.query {
@@ -389,6 +430,17 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// A browser navigation: GET or HEAD that accepts HTML. Such requests get pages and
+/// redirects; everything else gets JSON.
+fn is_navigation(req: &RequestHeader) -> bool {
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+        && req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
 }
 
 /// Is `raw` exactly `path`, followed by `?query` when there is one?
@@ -493,6 +545,19 @@ impl ProxyHttp for Gateway {
                 )
                 .await;
         }
+        if let Some(name) =
+            hygiene::connection_names_protected(session.req_header(), &ctx.config.identity)
+        {
+            tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), header = %name, "Connection option naming a protected header refused");
+            let reply = Reply::error(
+                400,
+                "bad_connection_header",
+                &format!(
+                    "Connection may not name {name}: the gateway owns or relies on that header"
+                ),
+            );
+            return self.reply(session, ctx, reply, false).await;
+        }
         let req = session.req_header();
         ctx.host_raw = req
             .headers
@@ -538,20 +603,31 @@ impl ProxyHttp for Gateway {
         }
 
         // Step 3: normalize once; routing and the upstream both use the result.
-        ctx.path = match crate::pathnorm::normalize(raw_path) {
+        let path = match crate::pathnorm::normalize(raw_path) {
             Ok(p) => p,
             Err(e) => {
+                let code = match e {
+                    crate::pathnorm::PathError::EncodedNul => "encoded_character",
+                    _ => "bad_path",
+                };
                 return self
-                    .reply(
-                        session,
-                        ctx,
-                        Reply::error(400, "bad_path", &e.to_string()),
-                        false,
-                    )
+                    .reply(session, ctx, Reply::error(400, code, &e.to_string()), false)
                     .await;
             }
         };
+        ctx.path = path.path.clone();
         ctx.query = query;
+
+        // The gateway's own endpoints take no encoded delimiters (they have no allow_encoded).
+        let own_endpoint = ctx.path == JWKS_PATH
+            || ctx
+                .path
+                .strip_prefix(ctx.config.auth.prefix.as_str())
+                .is_some_and(|s| s.is_empty() || s.starts_with('/'));
+        if own_endpoint && !path.encoded.is_empty() {
+            let reply = self.refusal(session, ctx, &NoRoute::Encoded(path.encoded));
+            return self.reply(session, ctx, reply, false).await;
+        }
 
         // Public keys of the identity assertion (before routing: no route may shadow it).
         if ctx.path == JWKS_PATH {
@@ -576,21 +652,13 @@ impl ProxyHttp for Gateway {
             return self.reply(session, ctx, reply, false).await;
         }
 
-        // Step 4: route.
-        let Some(route) = ctx
-            .config
-            .routes
-            .find(ctx.host.as_deref(), &ctx.path)
-            .cloned()
-        else {
-            return self
-                .reply(
-                    session,
-                    ctx,
-                    Reply::error(404, "no_route", "no route for this host and path"),
-                    false,
-                )
-                .await;
+        // Step 4: route, when every reading of the path agrees on one.
+        let route = match ctx.config.routes.choose(ctx.host.as_deref(), &path) {
+            Ok(route) => route.clone(),
+            Err(why) => {
+                let reply = self.refusal(session, ctx, &why);
+                return self.reply(session, ctx, reply, false).await;
+            }
         };
         ctx.route_label = route.name.clone();
 
@@ -671,9 +739,11 @@ impl ProxyHttp for Gateway {
         // Step 8: CSRF on state-changing requests that carry a session. A request proven by
         // a bearer token alone carries no ambient credential a browser could attach.
         if ctx.session.is_some() && !crate::csrf::is_safe_method(&session.req_header().method) {
-            if let Some(why) =
-                crate::csrf::cross_site(&session.req_header().headers, &ctx.own_origin())
-            {
+            if let Some(why) = crate::csrf::cross_site(
+                &session.req_header().headers,
+                ctx.scheme(),
+                ctx.host_raw.as_deref(),
+            ) {
                 tracing::warn!(request_id = %ctx.request_id, user = %ctx.user(), reason = why, "cross-site request refused");
                 return self
                     .reply(

@@ -2,9 +2,13 @@
 //! that ends on a segment boundary (`/api` matches `/api` and `/api/x`, never `/apix`).
 //!
 //! Lookups cost a handful of hash probes per path segment, independent of the number of
-//! routes, so large route tables stay cheap.
+//! routes, so large route tables stay cheap. A request's route is chosen only when every
+//! reading of its path ([`crate::readings`]) chooses the same one; the other readings are
+//! computed only for paths (or route tables) where they can differ from the exact one.
 
 use crate::config::RouteConfig;
+use crate::pathnorm::{self, EncodedSet, NormalPath};
+use crate::readings::{self, Reading};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,7 +23,7 @@ pub enum HostPattern {
 
 impl HostPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let lower = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         let (wild, name) = match lower.strip_prefix("*.") {
             Some(rest) => (true, rest.to_string()),
             None => (false, lower),
@@ -39,64 +43,98 @@ impl HostPattern {
     }
 }
 
-/// Host as matched: lower-case, without port and trailing dot. Returns `None` for a Host
-/// that is not a plausible host name (callers answer 400).
+/// Host as matched: lower-case, without port and one trailing dot. Returns `None` for a
+/// Host that is not a plausible host name (callers answer 400).
 pub fn canonical_host(raw: &str) -> Option<String> {
+    split_authority(raw).map(|(host, _)| host)
+}
+
+/// An authority (`host[:port]`) as (canonical host, port if given). Host names compare
+/// ASCII case-insensitively and `example.com.` is `example.com` (one trailing dot, the
+/// DNS root, is dropped; two are not a name), so neither routing nor the CSRF origin check
+/// can be steered by the spelling of the same host.
+pub fn split_authority(raw: &str) -> Option<(String, Option<u16>)> {
     let raw = raw.trim();
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // IPv6 literal: keep the brackets, drop the port.
+    let port = |p: &str| -> Option<u16> {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets.
         let end = rest.find(']')?;
         let after = &rest[end + 1..];
-        if !(after.is_empty()
-            || (after.starts_with(':') && after[1..].bytes().all(|b| b.is_ascii_digit())))
+        let p = match after.strip_prefix(':') {
+            Some(p) => Some(port(p)?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        if rest[..end].is_empty()
+            || !rest[..end]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return None;
         }
-        if !rest[..end]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return None;
-        }
-        return Some(format!("[{}]", rest[..end].to_ascii_lowercase()));
-    } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) => {
-                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5 {
-                    return None;
-                }
-                h
-            }
-            None => raw,
-        }
+        return Some((format!("[{}]", rest[..end].to_ascii_lowercase()), p));
+    }
+    let (host, p) = match raw.rsplit_once(':') {
+        Some((h, p)) => (h, Some(port(p)?)),
+        None => (raw, None),
     };
-    let host = host.trim_end_matches('.');
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
         || host.len() > 253
+        || host.split('.').any(str::is_empty)
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    Some((host.to_ascii_lowercase(), p))
 }
 
 /// Keys come from the config, so a fast non-cryptographic hasher is safe here: request
 /// paths only probe the table, they cannot insert colliding keys.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The prefixes of one host bucket, once per [`Reading`]: under a reading, a path is
+/// matched against the route prefixes read the same way (`/Admin` under the
+/// case-insensitive reading is `/admin`, for the path and the route alike).
 #[derive(Debug, Default)]
 struct PrefixTable {
-    by_prefix: FastMap<String, usize>,
+    by_reading: [FastMap<String, usize>; Reading::COUNT],
 }
 
 impl PrefixTable {
-    fn lookup(&self, path: &str) -> Option<usize> {
-        if self.by_prefix.is_empty() {
+    /// Add a route's prefix under every reading; `Err(other)` names a route whose prefix
+    /// reads the same under some reading.
+    fn insert(&mut self, prefix: &str, route: usize) -> Result<(), (usize, Reading)> {
+        for i in 0..Reading::COUNT {
+            let reading = Reading::from_index(i);
+            // A prefix with no answer under a reading (`/...`) cannot be reached through it.
+            let Some(key) = readings::read(prefix, reading) else {
+                continue;
+            };
+            match self.by_reading[i].get(&key) {
+                Some(&other) if other != route => return Err((other, reading)),
+                Some(_) => {}
+                None => {
+                    self.by_reading[i].insert(key, route);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, path: &str, reading: Reading) -> Option<usize> {
+        let by_prefix = &self.by_reading[reading.index()];
+        if by_prefix.is_empty() {
             return None;
         }
-        if let Some(&i) = self.by_prefix.get(path) {
+        if let Some(&i) = by_prefix.get(path) {
             return Some(i);
         }
         // Walk back over segment boundaries: "/a/b/c" tries "/a/b/", "/a/b", "/a/", "/a", "/".
@@ -104,12 +142,12 @@ impl PrefixTable {
         let mut end = path.len();
         while let Some(pos) = bytes[..end].iter().rposition(|&b| b == b'/') {
             if pos + 1 < path.len() {
-                if let Some(&i) = self.by_prefix.get(&path[..pos + 1]) {
+                if let Some(&i) = by_prefix.get(&path[..pos + 1]) {
                     return Some(i);
                 }
             }
             if pos > 0 {
-                if let Some(&i) = self.by_prefix.get(&path[..pos]) {
+                if let Some(&i) = by_prefix.get(&path[..pos]) {
                     return Some(i);
                 }
             }
@@ -117,6 +155,32 @@ impl PrefixTable {
         }
         None
     }
+}
+
+/// Two routes whose prefixes (on the same host) read the same under some reading: one of
+/// them could never be chosen without ambiguity. Indexes are into the list given to
+/// [`RouteTable::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteCollision {
+    pub first: usize,
+    pub second: usize,
+    pub reading: Reading,
+}
+
+/// Why no route was chosen for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No route for this host and path (`404`).
+    Unknown,
+    /// Readings of the path disagree about the route (`400 ambiguous_path`). Names are
+    /// route names (or `"none"`), safe for logs.
+    Ambiguous {
+        reading: Reading,
+        exact: Arc<str>,
+        other: Arc<str>,
+    },
+    /// Encoded delimiters the chosen route does not allow (`400 encoded_character`).
+    Encoded(EncodedSet),
 }
 
 /// Compiled routes.
@@ -127,10 +191,13 @@ pub struct RouteTable {
     /// Longest suffix first, so `*.a.example.com` wins over `*.example.com`.
     wildcard: Vec<(String, PrefixTable)>,
     any: PrefixTable,
+    /// Readings under which some route prefix differs from its exact form (`/Reports`,
+    /// `/a;b`): those must be checked on every path, not only on paths that look suspect.
+    prefix_sensitive: Reading,
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<RouteConfig>) -> Self {
+    pub fn new(routes: Vec<RouteConfig>) -> Result<Self, RouteCollision> {
         let mut t = RouteTable::default();
         for (i, r) in routes.into_iter().enumerate() {
             let table = match &r.host {
@@ -145,28 +212,103 @@ impl RouteTable {
                     }
                 },
             };
-            table.by_prefix.insert(r.prefix.clone(), i);
+            table
+                .insert(&r.prefix, i)
+                .map_err(|(first, reading)| RouteCollision {
+                    first,
+                    second: i,
+                    reading,
+                })?;
+            for rule in [Reading::CASE, Reading::PARAMS, Reading::TRAILING] {
+                if readings::read(&r.prefix, rule).as_deref() != Some(r.prefix.as_str()) {
+                    t.prefix_sensitive = t.prefix_sensitive.union(rule);
+                }
+            }
             t.routes.push(Arc::new(r));
         }
         t.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-        t
+        Ok(t)
     }
 
-    /// The route for a canonical host (see [`canonical_host`]) and a normalized path.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<RouteConfig>> {
+    fn lookup(&self, host: Option<&str>, path: &str, reading: Reading) -> Option<usize> {
         if let Some(host) = host {
-            if let Some(i) = self.exact.get(host).and_then(|t| t.lookup(path)) {
-                return self.routes.get(i);
+            if let Some(i) = self.exact.get(host).and_then(|t| t.lookup(path, reading)) {
+                return Some(i);
             }
             for (suffix, table) in &self.wildcard {
                 if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                    if let Some(i) = table.lookup(path) {
-                        return self.routes.get(i);
+                    if let Some(i) = table.lookup(path, reading) {
+                        return Some(i);
                     }
                 }
             }
         }
-        self.any.lookup(path).and_then(|i| self.routes.get(i))
+        self.any.lookup(path, reading)
+    }
+
+    /// The route for a canonical host (see [`canonical_host`]) and a normalized path, on
+    /// the exact reading alone. Requests go through [`RouteTable::choose`].
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<RouteConfig>> {
+        self.lookup(host, path, Reading::EXACT)
+            .and_then(|i| self.routes.get(i))
+    }
+
+    fn label(&self, i: Option<usize>) -> Arc<str> {
+        i.and_then(|i| self.routes.get(i))
+            .map_or_else(|| Arc::from("none"), |r| r.name.clone())
+    }
+
+    /// The route index every reading of `path` agrees on (`Ok(None)`: no route under any).
+    fn agreed(&self, host: Option<&str>, path: &str) -> Result<Option<usize>, NoRoute> {
+        let exact = self.lookup(host, path, Reading::EXACT);
+        let suspect = readings::sensitive(path).union(self.prefix_sensitive);
+        for reading in suspect.subsets() {
+            let other = readings::read(path, reading).map(|p| self.lookup(host, &p, reading));
+            if other != Some(exact) {
+                return Err(NoRoute::Ambiguous {
+                    reading,
+                    exact: self.label(exact),
+                    other: self.label(other.flatten()),
+                });
+            }
+        }
+        Ok(exact)
+    }
+
+    /// design.md step 4 with step 2's encoded delimiters: the route for a canonical host
+    /// and a normalized path, chosen only when every reading of the path chooses it and
+    /// the route allows the encoded delimiters the path carries. With delimiters the route
+    /// allows, the path as an upstream that decodes them reads it must choose the same
+    /// route too (`/api/x%2F..%2F..%2Fadmin` must not reach `/admin`'s app as `/api`'s).
+    pub fn choose(
+        &self,
+        host: Option<&str>,
+        path: &NormalPath,
+    ) -> Result<&Arc<RouteConfig>, NoRoute> {
+        let chosen = self.agreed(host, &path.path)?;
+        let route = chosen.and_then(|i| self.routes.get(i));
+        let allowed = route.map_or(EncodedSet::NONE, |r| r.allow_encoded);
+        let refused = path.encoded.without(allowed);
+        if !refused.is_empty() {
+            return Err(NoRoute::Encoded(refused));
+        }
+        let route = route.ok_or(NoRoute::Unknown)?;
+        if !path.encoded.is_empty() {
+            let decoded = pathnorm::decode_delimiters(&path.path)
+                .ok()
+                .map(|d| self.agreed(host, &d.path));
+            if !matches!(decoded, Some(Ok(Some(i))) if Some(i) == chosen) {
+                return Err(NoRoute::Ambiguous {
+                    reading: Reading::EXACT,
+                    exact: route.name.clone(),
+                    other: match decoded {
+                        Some(Ok(i)) => self.label(i),
+                        _ => Arc::from("none"),
+                    },
+                });
+            }
+        }
+        Ok(route)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<RouteConfig>> {
@@ -218,6 +360,7 @@ mod tests {
             strip_prefix: false,
             issues_sessions: false,
             bearer: false,
+            allow_encoded: Default::default(),
         }
     }
 
@@ -231,7 +374,8 @@ mod tests {
             route(None, "/", "root"),
             route(None, "/api", "api"),
             route(None, "/api/v2/", "v2"),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(name(&t, None, "/"), Some("root"));
         assert_eq!(name(&t, None, "/x"), Some("root"));
         assert_eq!(name(&t, None, "/api"), Some("api"));
@@ -249,7 +393,8 @@ mod tests {
             route(Some("*.example.com"), "/", "wild"),
             route(Some("*.deep.example.com"), "/", "deep"),
             route(None, "/only", "any"),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(name(&t, Some("app.example.com"), "/x"), Some("exact"));
         assert_eq!(name(&t, Some("b.example.com"), "/x"), Some("wild"));
         assert_eq!(name(&t, Some("a.deep.example.com"), "/x"), Some("deep"));
@@ -275,6 +420,120 @@ mod tests {
         assert_eq!(canonical_host("x:"), None);
         assert_eq!(canonical_host(""), None);
         assert_eq!(canonical_host("user@host"), None);
+        assert_eq!(
+            canonical_host("APP.example.com.:443").as_deref(),
+            Some("app.example.com")
+        );
+        assert_eq!(canonical_host("example.com.."), None);
+        assert_eq!(canonical_host("a..b"), None);
+        assert_eq!(canonical_host("."), None);
+        assert_eq!(canonical_host("a:99999"), None);
+        assert_eq!(
+            split_authority("[::1]:8443"),
+            Some(("[::1]".into(), Some(8443)))
+        );
+        assert_eq!(split_authority("A.test."), Some(("a.test".into(), None)));
+    }
+
+    fn choose<'a>(t: &'a RouteTable, path: &str) -> Result<&'a str, NoRoute> {
+        let n = pathnorm::normalize(path).expect("normal path");
+        t.choose(None, &n).map(|r| &*r.name)
+    }
+
+    fn is_ambiguous(r: Result<&str, NoRoute>) -> bool {
+        matches!(r, Err(NoRoute::Ambiguous { .. }))
+    }
+
+    #[test]
+    fn every_reading_must_choose_the_same_route() {
+        let t = RouteTable::new(vec![
+            route(None, "/", "root"),
+            route(None, "/admin", "admin"),
+        ])
+        .unwrap();
+        assert_eq!(choose(&t, "/admin/x"), Ok("admin"));
+        assert_eq!(
+            choose(&t, "/x/Admin"),
+            Ok("root"),
+            "case alone moves nothing here"
+        );
+        assert_eq!(choose(&t, "/static/app.js"), Ok("root"));
+        for p in [
+            "/Admin/x",
+            "/ADMIN/x",
+            "/admin;x=1/y",
+            "/pub/..;/admin/x",
+            "/admin./x",
+            "/admin%20/x",
+            "/admin.%20./x",
+            "/ADMIN.;x/y",
+        ] {
+            assert!(is_ambiguous(choose(&t, p)), "{p}: {:?}", choose(&t, p));
+        }
+        for p in [
+            "/admin%23/x",
+            "/admin%3f/x",
+            "/admin%3b/x",
+            "/admin%2f",
+            "/a%25",
+        ] {
+            assert!(
+                matches!(choose(&t, p), Err(NoRoute::Encoded(_))),
+                "{p}: {:?}",
+                choose(&t, p)
+            );
+        }
+    }
+
+    #[test]
+    fn routes_with_upper_case_or_dots_are_matched_loosely_too() {
+        let t = RouteTable::new(vec![
+            route(None, "/", "root"),
+            route(None, "/Reports", "rep"),
+        ])
+        .unwrap();
+        assert_eq!(choose(&t, "/Reports/q1"), Ok("rep"));
+        // A case-insensitive upstream serves /reports as /Reports: never as the root route.
+        assert!(is_ambiguous(choose(&t, "/reports/q1")));
+        assert!(is_ambiguous(choose(&t, "/REPORTS")));
+    }
+
+    #[test]
+    fn allowed_encoded_delimiters_must_not_move_the_route() {
+        let mut api = route(None, "/api/projects", "api");
+        api.allow_encoded = EncodedSet::parse_one("/").unwrap();
+        let t = RouteTable::new(vec![
+            route(None, "/", "root"),
+            route(None, "/admin", "admin"),
+            api,
+        ])
+        .unwrap();
+        assert_eq!(choose(&t, "/api/projects/group%2Fproject"), Ok("api"));
+        assert!(matches!(
+            choose(&t, "/api/projects/a%3Bb"),
+            Err(NoRoute::Encoded(_))
+        ));
+        assert!(is_ambiguous(choose(&t, "/api/projects/..%2F..%2Fadmin")));
+        assert!(matches!(choose(&t, "/x%2Fy"), Err(NoRoute::Encoded(_))));
+    }
+
+    #[test]
+    fn routes_that_read_the_same_collide_at_load() {
+        for (a, b) in [
+            ("/api", "/API"),
+            ("/api", "/api."),
+            ("/api", "/api;v=1"),
+            ("/Api", "/aPI"),
+        ] {
+            let c = RouteTable::new(vec![route(None, a, "a"), route(None, b, "b")]).unwrap_err();
+            assert_eq!((c.first, c.second), (0, 1), "{a} {b}");
+        }
+        // Different hosts never collide.
+        assert!(RouteTable::new(vec![
+            route(Some("a.test"), "/api", "a"),
+            route(Some("b.test"), "/API", "b")
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -97,7 +97,11 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
     let m = &gw.shared.metrics;
     let client = client_ip(s);
     // Login CSRF: a cross-site form must not log a victim into the attacker's account.
-    if let Some(why) = crate::csrf::cross_site(&s.req_header().headers, &ctx.own_origin()) {
+    if let Some(why) = crate::csrf::cross_site(
+        &s.req_header().headers,
+        ctx.scheme(),
+        ctx.host_raw.as_deref(),
+    ) {
         tracing::warn!(request_id = %ctx.request_id, client, reason = why, "cross-site login refused");
         return Ok(Reply::error(403, "cross_site", "cross-site login refused"));
     }
@@ -201,7 +205,11 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
 
 async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     // A cross-site request never ends a session (logout CSRF).
-    if let Some(why) = crate::csrf::cross_site(&s.req_header().headers, &ctx.own_origin()) {
+    if let Some(why) = crate::csrf::cross_site(
+        &s.req_header().headers,
+        ctx.scheme(),
+        ctx.host_raw.as_deref(),
+    ) {
         tracing::warn!(request_id = %ctx.request_id, reason = why, "cross-site logout refused");
         return Reply::error(403, "cross_site", "cross-site logout refused");
     }

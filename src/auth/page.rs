@@ -1,4 +1,5 @@
-//! The login page: plain HTML, no JavaScript, works in any browser and with a screen reader.
+//! The gateway's pages (login, refusals): plain HTML, no JavaScript, work in any browser
+//! and with a screen reader.
 
 fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -68,4 +69,37 @@ mod tests {
         assert!(p.contains("&lt;b&gt;"));
         assert!(p.contains("a&quot;b"));
     }
+}
+
+/// A short page for a refused browser request: what happened, the machine code that the
+/// JSON answer carries too, and the request id to quote to an operator.
+pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
+main {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; box-shadow: 0 2px 12px rgba(0,0,0,.08); max-width: 30rem; }}
+h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
+code {{ background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p>{message}</p>
+<p>Error <code>{code}</code>, request <code>{request_id}</code>.</p>
+</main>
+</body>
+</html>
+"#,
+        title = escape(title),
+        message = escape(message),
+        code = escape(code),
+        request_id = escape(request_id),
+    )
 }

@@ -359,6 +359,9 @@ pub struct RouteSection {
     pub issues_sessions: Spanned<bool>,
     /// A name for metrics and logs; defaults to `host + path`.
     pub name: Option<String>,
+    /// Encoded delimiters this route accepts in paths: "/", "\\", ";", "?", "#", "%".
+    #[serde(default = "unspanned")]
+    pub allow_encoded: Spanned<Vec<String>>,
 }
 
 /// `[[jwt]]`: one issuer of bearer tokens.

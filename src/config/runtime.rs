@@ -10,6 +10,7 @@ use super::{ConfigError, Source};
 use crate::assertion::Assertions;
 use crate::auth::users::Users;
 use crate::identity::IdentityHeaders;
+use crate::pathnorm::EncodedSet;
 use crate::router::{HostPattern, RouteTable};
 use crate::session::keys::KeyRing;
 use crate::tls::CertifiedChain;
@@ -111,6 +112,8 @@ pub struct RouteConfig {
     pub issues_sessions: bool,
     /// `Authorization: Bearer <JWT>` from a `[[jwt]]` issuer is accepted here.
     pub bearer: bool,
+    /// Encoded delimiters (`%2F`, `%3B`, …) this route accepts in paths.
+    pub allow_encoded: EncodedSet,
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
@@ -283,6 +286,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
     }
 
     let mut routes = Vec::new();
+    let mut route_spans = Vec::new();
     let mut seen = HashSet::new();
     for r in f.route {
         let upstream = upstreams
@@ -303,7 +307,12 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         if !prefix.starts_with('/') {
             return Err(src.at(r.path.span(), "route path must start with '/'"));
         }
-        if crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str()) {
+        if crate::pathnorm::normalize(&prefix)
+            .ok()
+            .map(|n| n.path)
+            .as_deref()
+            != Some(prefix.as_str())
+        {
             return Err(src.at(
                 r.path.span(),
                 "route path must be in normal form (no '.', '..', '//' segments or percent-escapes of unreserved characters)",
@@ -360,6 +369,12 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
                 prefix
             )
         });
+        let mut allow_encoded = EncodedSet::NONE;
+        for c in r.allow_encoded.get_ref() {
+            let one = EncodedSet::parse_one(c).map_err(|e| src.at(r.allow_encoded.span(), e))?;
+            allow_encoded = allow_encoded.union(one);
+        }
+        route_spans.push(r.path.span());
         routes.push(RouteConfig {
             name: name.into(),
             host,
@@ -371,6 +386,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             strip_prefix: r.strip_prefix,
             issues_sessions: *r.issues_sessions.get_ref(),
             bearer,
+            allow_encoded,
         });
     }
     // Bearer-only APIs need no login form; any route that sends people to it does.
@@ -384,6 +400,22 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         );
     }
 
+    let names: Vec<Arc<str>> = routes.iter().map(|r| r.name.clone()).collect();
+    let routes = RouteTable::new(routes).map_err(|c| {
+        let span = |i: usize| route_spans.get(i).cloned().unwrap_or(0..0);
+        let (line, col) = super::line_col(src.text, span(c.first).start);
+        src.at(
+            span(c.second),
+            format!(
+                "route {:?} collides with route {:?} at {}:{line}:{col}: their paths read the same to an upstream that is {}, so a request could be authorized by one and served as the other",
+                names.get(c.second).map_or("", |n| &**n),
+                names.get(c.first).map_or("", |n| &**n),
+                src.path.display(),
+                c.reading.describe(),
+            ),
+        )
+    })?;
+
     Ok(Config {
         path: src.path.to_path_buf(),
         http,
@@ -396,7 +428,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         assertion,
         jwt,
         upstreams,
-        routes: RouteTable::new(routes),
+        routes,
     })
 }
 
@@ -549,7 +581,11 @@ fn auth_config(src: &Source<'_>, a: file::AuthSection) -> Result<AuthConfig, Con
     let prefix = a.prefix.get_ref().trim_end_matches('/').to_string();
     if !prefix.starts_with('/')
         || prefix.len() < 2
-        || crate::pathnorm::normalize(&prefix).ok().as_deref() != Some(prefix.as_str())
+        || crate::pathnorm::normalize(&prefix)
+            .ok()
+            .map(|n| n.path)
+            .as_deref()
+            != Some(prefix.as_str())
     {
         return Err(src.at(
             a.prefix.span(),
