@@ -13,7 +13,7 @@ pub enum PathError {
     NotOriginForm,
     #[error("path contains an encoded NUL")]
     EncodedNul,
-    #[error("path contains a backslash or control character")]
+    #[error("path contains a backslash, space or control character")]
     BadCharacter,
     #[error("path contains a malformed percent-escape")]
     BadEscape,
@@ -153,7 +153,9 @@ pub fn normalize(path: &str) -> Result<NormalPath, PathError> {
             i += 3;
             continue;
         }
-        if b == b'\\' || b < 0x20 || b == 0x7f {
+        // A raw space is refused too: HTTP/1 cannot carry one, so only an h2 `:path` could,
+        // and upstreams disagree about where such a path ends.
+        if b == b'\\' || b <= 0x20 || b == 0x7f {
             return Err(PathError::BadCharacter);
         }
         decoded.push(b);

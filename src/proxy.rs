@@ -556,7 +556,8 @@ impl ProxyHttp for Gateway {
                     "Connection may not name {name}: the gateway owns or relies on that header"
                 ),
             );
-            return self.reply(session, ctx, reply, false).await;
+            // Closed: what the client meant by its connection options is not to be guessed.
+            return self.reply(session, ctx, reply, true).await;
         }
         let req = session.req_header();
         ctx.host_raw = req
