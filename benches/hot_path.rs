@@ -1,10 +1,12 @@
 //! Micro-benchmarks of the per-request hot path: cookie verification, a session lookup
-//! that hits the memory store, route matching, owned-header stripping and injection.
+//! that hits the memory store, path normalization, the route decision (with and without
+//! the loose readings), owned-header stripping and injection.
 //! Run with `cargo bench`; numbers are printed by criterion, nothing is asserted.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::config::{Access, RouteConfig};
 use portcullis::identity::{Identity, IdentityHeaders};
+use portcullis::pathnorm;
 use portcullis::router::{HostPattern, RouteTable};
 use portcullis::session::cookie::{self, SessionId};
 use portcullis::session::keys::KeyRing;
@@ -92,17 +94,24 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The route decision as a request makes it (every reading must agree; design.md step
+    // 4). For a plain path only the exact reading is looked up; `route_match_suspect`
+    // has an upper-case letter, so every case-folded combination is computed too.
     for n in [10, 1000] {
         let t = routes(n);
+        let plain = pathnorm::normalize("/svc3/api/users/42/profile").unwrap();
         c.bench_function(&format!("route_match_{n}"), |b| {
-            b.iter(|| {
-                t.find(
-                    black_box(Some("h3.example.com")),
-                    black_box("/svc3/api/users/42/profile"),
-                )
-            })
+            b.iter(|| t.choose(black_box(Some("h3.example.com")), black_box(&plain)))
         });
     }
+    let t = routes(10);
+    let suspect = pathnorm::normalize("/svc3/api/Users/42/profile").unwrap();
+    c.bench_function("route_match_suspect", |b| {
+        b.iter(|| t.choose(black_box(Some("h3.example.com")), black_box(&suspect)))
+    });
+    c.bench_function("path_normalize", |b| {
+        b.iter(|| pathnorm::normalize(black_box("/svc3/api/users/42/profile")))
+    });
 
     let ih = IdentityHeaders::new(
         "X-Forwarded-User",

@@ -59,18 +59,6 @@ button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-rad
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn values_are_escaped() {
-        let p = super::login("/.auth/login", "/\"><script>", Some("<b>"), "a\"b");
-        assert!(!p.contains("<script>"));
-        assert!(p.contains("&quot;&gt;&lt;script&gt;"));
-        assert!(p.contains("&lt;b&gt;"));
-        assert!(p.contains("a&quot;b"));
-    }
-}
-
 /// A short page for a refused browser request: what happened, the machine code that the
 /// JSON answer carries too, and the request id to quote to an operator.
 pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> String {
@@ -102,4 +90,16 @@ code {{ background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }}
         code = escape(code),
         request_id = escape(request_id),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_escaped() {
+        let p = super::login("/.auth/login", "/\"><script>", Some("<b>"), "a\"b");
+        assert!(!p.contains("<script>"));
+        assert!(p.contains("&quot;&gt;&lt;script&gt;"));
+        assert!(p.contains("&lt;b&gt;"));
+        assert!(p.contains("a&quot;b"));
+    }
 }
