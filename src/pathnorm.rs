@@ -27,6 +27,8 @@ pub enum PathError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncodedSet(u8);
 
+use crate::readings::Reading;
+
 /// (decoded byte, how `allow_encoded` spells it, the escape as normalized)
 const DELIMITERS: [(u8, &str, &str); 6] = [
     (b'/', "/", "%2F"),
@@ -92,10 +94,15 @@ impl EncodedSet {
     }
 }
 
-/// A normalized path and the encoded delimiters it still carries.
+/// A normalized path, the encoded delimiters it still carries, and the readings it is
+/// sensitive to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
     pub path: String,
+    /// The readings under which `path` may read differently from its exact form
+    /// ([`crate::readings::sensitive`]); exact for most paths, which lets the router skip
+    /// the other readings.
+    pub suspect: Reading,
     pub encoded: EncodedSet,
 }
 
@@ -185,7 +192,12 @@ pub fn normalize(path: &str) -> Result<NormalPath, PathError> {
     if res.is_empty() || (trailing && !res.ends_with('/')) {
         res.push('/');
     }
-    Ok(NormalPath { path: res, encoded })
+    let suspect = crate::readings::sensitive(&res);
+    Ok(NormalPath {
+        path: res,
+        suspect,
+        encoded,
+    })
 }
 
 /// A normalized path as an upstream that decodes delimiters before it splits reads it:
@@ -295,5 +307,29 @@ mod tests {
         assert_eq!(d("/a%23x").as_deref(), Ok("/a"));
         assert_eq!(d("/100%25").as_deref(), Ok("/100%25"));
         assert_eq!(d("/a/..%2F..%2F.."), Err(PathError::AboveRoot));
+    }
+
+    #[test]
+    fn suspect_readings_are_noted_while_normalizing() {
+        for p in [
+            "/a/b",
+            "/static/app.js",
+            "/A",
+            "/%41",
+            "/a;b",
+            "/a%3Bb",
+            "/a./b",
+            "/a%2e/b",
+            "/a%20",
+            "/a%20b",
+            "/a%2520",
+            "/x/.well-known",
+            "/%7eu",
+        ] {
+            let n = normalize(p).unwrap();
+            assert_eq!(n.suspect, crate::readings::sensitive(&n.path), "{p}");
+        }
+        assert!(normalize("/svc/api/users/42").unwrap().suspect.is_exact());
+        assert!(!normalize("/%41dmin").unwrap().suspect.is_exact());
     }
 }

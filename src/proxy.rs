@@ -293,11 +293,12 @@ impl Gateway {
             NoRoute::Unknown => {
                 return Reply::error(404, "no_route", "no route for this host and path")
             }
-            NoRoute::Ambiguous {
-                reading,
-                exact,
-                other,
-            } => {
+            NoRoute::Ambiguous(a) => {
+                let crate::router::Ambiguity {
+                    reading,
+                    exact,
+                    other,
+                } = &**a;
                 tracing::info!(
                     request_id = %ctx.request_id,
                     client = %client_ip(session),

@@ -102,13 +102,24 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The prefixes of one host bucket, once per [`Reading`]: under a reading, a path is
 /// matched against the route prefixes read the same way (`/Admin` under the
-/// case-insensitive reading is `/admin`, for the path and the route alike).
+/// case-insensitive reading is `/admin`, for the path and the route alike). The exact
+/// reading, which every request uses, has its own field; the others are boxed so the
+/// bucket stays small.
 #[derive(Debug, Default)]
 struct PrefixTable {
-    by_reading: [FastMap<String, usize>; Reading::COUNT],
+    exact: FastMap<String, usize>,
+    loose: Box<[FastMap<String, usize>; Reading::COUNT - 1]>,
 }
 
 impl PrefixTable {
+    fn map(&self, reading: Reading) -> &FastMap<String, usize> {
+        match reading.index() {
+            0 => &self.exact,
+            // A reading is three bits, so 1..=7 here: always inside `loose`.
+            i => &self.loose[i - 1],
+        }
+    }
+
     /// Add a route's prefix under every reading; `Err(other)` names a route whose prefix
     /// reads the same under some reading.
     fn insert(&mut self, prefix: &str, route: usize) -> Result<(), (usize, Reading)> {
@@ -118,11 +129,15 @@ impl PrefixTable {
             let Some(key) = readings::read(prefix, reading) else {
                 continue;
             };
-            match self.by_reading[i].get(&key) {
+            let map = match i {
+                0 => &mut self.exact,
+                i => &mut self.loose[i - 1],
+            };
+            match map.get(&key) {
                 Some(&other) if other != route => return Err((other, reading)),
                 Some(_) => {}
                 None => {
-                    self.by_reading[i].insert(key, route);
+                    map.insert(key, route);
                 }
             }
         }
@@ -130,7 +145,7 @@ impl PrefixTable {
     }
 
     fn lookup(&self, path: &str, reading: Reading) -> Option<usize> {
-        let by_prefix = &self.by_reading[reading.index()];
+        let by_prefix = self.map(reading);
         if by_prefix.is_empty() {
             return None;
         }
@@ -172,15 +187,20 @@ pub struct RouteCollision {
 pub enum NoRoute {
     /// No route for this host and path (`404`).
     Unknown,
-    /// Readings of the path disagree about the route (`400 ambiguous_path`). Names are
-    /// route names (or `"none"`), safe for logs.
-    Ambiguous {
-        reading: Reading,
-        exact: Arc<str>,
-        other: Arc<str>,
-    },
+    /// Readings of the path disagree about the route (`400 ambiguous_path`). Boxed: the
+    /// answer of every request carries this type, and this variant is rare.
+    Ambiguous(Box<Ambiguity>),
     /// Encoded delimiters the chosen route does not allow (`400 encoded_character`).
     Encoded(EncodedSet),
+}
+
+/// Which routes two readings of a path chose. Names are route names (or `"none"`), safe
+/// for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ambiguity {
+    pub reading: Reading,
+    pub exact: Arc<str>,
+    pub other: Arc<str>,
 }
 
 /// Compiled routes.
@@ -258,18 +278,23 @@ impl RouteTable {
             .map_or_else(|| Arc::from("none"), |r| r.name.clone())
     }
 
-    /// The route index every reading of `path` agrees on (`Ok(None)`: no route under any).
-    fn agreed(&self, host: Option<&str>, path: &str) -> Result<Option<usize>, NoRoute> {
-        let exact = self.lookup(host, path, Reading::EXACT);
-        let suspect = readings::sensitive(path).union(self.prefix_sensitive);
-        for reading in suspect.subsets() {
+    /// The route index every reading of `path` agrees on (`Ok(None)`: no route under any),
+    /// given the exact reading's answer and the readings `path` is sensitive to.
+    fn agreed(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        exact: Option<usize>,
+        suspect: Reading,
+    ) -> Result<Option<usize>, NoRoute> {
+        for reading in suspect.union(self.prefix_sensitive).subsets() {
             let other = readings::read(path, reading).map(|p| self.lookup(host, &p, reading));
             if other != Some(exact) {
-                return Err(NoRoute::Ambiguous {
+                return Err(NoRoute::Ambiguous(Box::new(Ambiguity {
                     reading,
                     exact: self.label(exact),
                     other: self.label(other.flatten()),
-                });
+                })));
             }
         }
         Ok(exact)
@@ -285,7 +310,26 @@ impl RouteTable {
         host: Option<&str>,
         path: &NormalPath,
     ) -> Result<&Arc<RouteConfig>, NoRoute> {
-        let chosen = self.agreed(host, &path.path)?;
+        let exact = self.lookup(host, &path.path, Reading::EXACT);
+        if path.suspect.union(self.prefix_sensitive).is_exact() && path.encoded.is_empty() {
+            // Most requests: every reading is the exact path itself.
+            return exact
+                .and_then(|i| self.routes.get(i))
+                .ok_or(NoRoute::Unknown);
+        }
+        self.choose_carefully(host, path, exact)
+    }
+
+    // Kept out of line so that `choose`, which nearly every request ends in, stays small
+    // enough to inline into the request filter.
+    #[inline(never)]
+    fn choose_carefully(
+        &self,
+        host: Option<&str>,
+        path: &NormalPath,
+        exact: Option<usize>,
+    ) -> Result<&Arc<RouteConfig>, NoRoute> {
+        let chosen = self.agreed(host, &path.path, exact, path.suspect)?;
         let route = chosen.and_then(|i| self.routes.get(i));
         let allowed = route.map_or(EncodedSet::NONE, |r| r.allow_encoded);
         let refused = path.encoded.without(allowed);
@@ -294,18 +338,19 @@ impl RouteTable {
         }
         let route = route.ok_or(NoRoute::Unknown)?;
         if !path.encoded.is_empty() {
-            let decoded = pathnorm::decode_delimiters(&path.path)
-                .ok()
-                .map(|d| self.agreed(host, &d.path));
+            let decoded = pathnorm::decode_delimiters(&path.path).ok().map(|d| {
+                let exact = self.lookup(host, &d.path, Reading::EXACT);
+                self.agreed(host, &d.path, exact, d.suspect)
+            });
             if !matches!(decoded, Some(Ok(Some(i))) if Some(i) == chosen) {
-                return Err(NoRoute::Ambiguous {
+                return Err(NoRoute::Ambiguous(Box::new(Ambiguity {
                     reading: Reading::EXACT,
                     exact: route.name.clone(),
                     other: match decoded {
                         Some(Ok(i)) => self.label(i),
                         _ => Arc::from("none"),
                     },
-                });
+                })));
             }
         }
         Ok(route)
@@ -441,7 +486,7 @@ mod tests {
     }
 
     fn is_ambiguous(r: Result<&str, NoRoute>) -> bool {
-        matches!(r, Err(NoRoute::Ambiguous { .. }))
+        matches!(r, Err(NoRoute::Ambiguous(_)))
     }
 
     #[test]

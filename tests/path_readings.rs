@@ -183,9 +183,18 @@ fn check(t: &RouteTable, raw: &str) -> Result<(), String> {
     let Ok(norm) = pathnorm::normalize(raw) else {
         return Ok(()); // refused before routing
     };
+    // The shortcut normalize takes (noting suspect bytes as it decodes) must agree with
+    // the full scan: the router skips every other reading when it says "exact".
+    if norm.suspect != portcullis::readings::sensitive(&norm.path) {
+        return Err(format!(
+            "{raw}: normalize says {:?}, the scan says {:?}",
+            norm.suspect,
+            portcullis::readings::sensitive(&norm.path)
+        ));
+    }
     let chosen = match t.choose(None, &norm) {
         Ok(r) => r.name.to_string(),
-        Err(NoRoute::Ambiguous { .. } | NoRoute::Encoded(_) | NoRoute::Unknown) => return Ok(()),
+        Err(NoRoute::Ambiguous(_) | NoRoute::Encoded(_) | NoRoute::Unknown) => return Ok(()),
     };
     let upstream_path = &norm.path;
     let mut views = vec![upstream_path.clone()];
