@@ -14,7 +14,6 @@ pub mod csrf;
 pub mod demo;
 pub mod echo;
 pub mod gateway;
-pub mod hygiene;
 pub mod identity;
 pub mod jwt;
 pub mod logging;

@@ -1,7 +1,12 @@
-//! Malformed-request refusal (design.md step 2), before any routing or session work.
+//! Step 2 of design.md: malformed requests are refused before any routing or session
+//! work — framing, Host, sizes, and `Connection` options naming protected headers.
 
+use super::ctx::{client_ip, RequestCtx};
+use super::Stop;
 use crate::identity::IdentityHeaders;
+use crate::respond::Reply;
 use pingora::http::RequestHeader;
+use pingora::proxy::Session;
 
 pub const MAX_URI_LEN: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -24,6 +29,46 @@ const fn refuse(status: u16, code: &'static str, message: &'static str, close: b
         message,
         close,
     }
+}
+
+/// The step: the first refusal that applies, if any.
+pub(super) fn refuse_malformed(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
+    if let Some(raw) = session.as_http1().map(|h1| h1.get_headers_raw_bytes()) {
+        let framing = if raw_head_has_bare_lf(&raw) {
+            Some("bare LF line ending")
+        } else if session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+            && raw_head_has_both_lengths(&raw)
+        {
+            Some("both Content-Length and Transfer-Encoding")
+        } else {
+            None
+        };
+        if let Some(why) = framing {
+            return Err(Stop::closing(Reply::error(400, "bad_framing", why)));
+        }
+    }
+    if let Err(r) = check(session.req_header(), session.is_http2()) {
+        let reply = Reply::error(r.status, r.code, r.message);
+        return Err(if r.close {
+            Stop::closing(reply)
+        } else {
+            Stop::answer(reply)
+        });
+    }
+    if let Some(name) = connection_names_protected(session.req_header(), &ctx.config.identity) {
+        tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), header = %name, "Connection option naming a protected header refused");
+        let reply = Reply::error(
+            400,
+            "bad_connection_header",
+            &format!("Connection may not name {name}: the gateway owns or relies on that header"),
+        );
+        // Closed: what the client meant by its connection options is not to be guessed.
+        return Err(Stop::closing(reply));
+    }
+    Ok(())
 }
 
 /// Check framing, Host and size limits. `h2` requests carry their authority in the URI

@@ -1,0 +1,168 @@
+//! Step 6 of design.md: who is calling. The session cookie (verified, then looked up in
+//! the store) and, on `bearer = true` routes, a bearer JWT from a `[[jwt]]` issuer.
+
+use super::ctx::{client_ip, RequestCtx};
+use super::{Gateway, Stop};
+use crate::config::{Access, RouteConfig};
+use crate::identity::Identity;
+use crate::respond::Reply;
+use crate::session::{self, Lookup};
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+/// The session store did not answer; the details are already logged.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreDown;
+
+/// The step: sets `ctx.identity` (and `ctx.session`, `ctx.bearer`) from what the request
+/// proves. A broken store stops only routes that need a login.
+pub(super) async fn identify(
+    gw: &Gateway,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    route: &RouteConfig,
+) -> Result<(), Stop> {
+    let lookup = match gw.load_session(session, ctx).await {
+        Ok(l) => l,
+        Err(StoreDown) if route.access == Access::Authenticated => {
+            return Err(Stop::answer(Reply::error(
+                503,
+                "session_store_unavailable",
+                "try again shortly",
+            )));
+        }
+        Err(StoreDown) => Lookup::None,
+    };
+    if let Lookup::Hit(s) = &lookup {
+        ctx.identity = Some(s.record.identity.clone());
+        ctx.session = Some(s.clone());
+    }
+    if !route.bearer {
+        return Ok(());
+    }
+    let Some(id) = Box::pin(gw.bearer_identity(session, ctx))
+        .await
+        .map_err(Stop::answer)?
+    else {
+        return Ok(());
+    };
+    if let Some(current) = &ctx.identity {
+        if current.user != id.user {
+            tracing::warn!(request_id = %ctx.request_id, session_user = %current.user, token_user = %id.user, "session cookie and bearer token name different users; refused");
+            return Err(Stop::answer(Reply::error(
+                401,
+                "conflicting_credentials",
+                "the session and the bearer token name different users",
+            )));
+        }
+    } else {
+        ctx.identity = Some(Arc::new(id));
+    }
+    ctx.bearer = true;
+    Ok(())
+}
+
+impl Gateway {
+    fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, session: &Session) {
+        if let Some(l) = lookup.metric_label() {
+            self.shared
+                .metrics
+                .session_lookups
+                .with_label_values(&[l])
+                .inc();
+        }
+        match lookup {
+            Lookup::Invalid(r) => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = r.as_str(), "session cookie rejected")
+            }
+            Lookup::Expired(e) => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = ?e, "session expired")
+            }
+            Lookup::Miss => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = "unknown or revoked", "session cookie rejected")
+            }
+            _ => {}
+        }
+    }
+
+    /// Look up the request's session. Store failures surface as `Err` (answered 503:
+    /// a protected route is never let through on a broken store).
+    pub async fn load_session(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Result<Lookup, StoreDown> {
+        let Some(scfg) = ctx.config.session.as_ref() else {
+            return Ok(Lookup::None);
+        };
+        let cookies = session
+            .req_header()
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes());
+        match session::lookup(scfg, &self.shared.backends(), cookies).await {
+            Ok(l) => {
+                self.count_lookup(&l, ctx, session);
+                Ok(l)
+            }
+            Err(e) => {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "session store failed");
+                Err(StoreDown)
+            }
+        }
+    }
+
+    /// A bearer token on a `bearer = true` route: `Ok(None)` when the request carries none
+    /// (or another scheme, such as Basic, which is the app's business), the token's
+    /// identity when it verifies, else the 401 to send.
+    async fn bearer_identity(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Result<Option<Identity>, Reply> {
+        let Some(issuers) = ctx.config.jwt.clone() else {
+            return Ok(None);
+        };
+        let mut values = session
+            .req_header()
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Reply::error(
+                400,
+                "bad_request",
+                "more than one Authorization header",
+            ));
+        }
+        let value = value.to_str().unwrap_or("");
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        let now = self.shared.clock.now_ms() / 1000;
+        let result = issuers.verify(token.trim_matches(' '), now).await;
+        let label = result.as_ref().map_or_else(|r| r.label(), |_| "valid");
+        self.shared
+            .metrics
+            .bearer_tokens
+            .with_label_values(&[label])
+            .inc();
+        match result {
+            Ok(id) => Ok(Some(id)),
+            Err(r) => {
+                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = %r, "bearer token refused");
+                Err(
+                    Reply::error(401, "invalid_token", "bearer token refused").header(
+                        "www-authenticate",
+                        "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+                    ),
+                )
+            }
+        }
+    }
+}
