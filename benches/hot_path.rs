@@ -101,13 +101,25 @@ fn bench(c: &mut Criterion) {
         let t = routes(n);
         let plain = pathnorm::normalize("/svc3/api/users/42/profile").unwrap();
         c.bench_function(&format!("route_match_{n}"), |b| {
-            b.iter(|| t.choose(black_box(Some("h3.example.com")), black_box(&plain)))
+            b.iter(|| {
+                t.choose(
+                    black_box(Some("h3.example.com")),
+                    black_box(&plain.path),
+                    plain.traits(),
+                )
+            })
         });
     }
     let t = routes(10);
     let suspect = pathnorm::normalize("/svc3/api/Users/42/profile").unwrap();
     c.bench_function("route_match_suspect", |b| {
-        b.iter(|| t.choose(black_box(Some("h3.example.com")), black_box(&suspect)))
+        b.iter(|| {
+            t.choose(
+                black_box(Some("h3.example.com")),
+                black_box(&suspect.path),
+                suspect.traits(),
+            )
+        })
     });
     c.bench_function("path_normalize", |b| {
         b.iter(|| pathnorm::normalize(black_box("/svc3/api/users/42/profile")))

@@ -94,6 +94,13 @@ impl EncodedSet {
     }
 }
 
+/// What routing needs to know about a normalized path besides its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathTraits {
+    pub encoded: EncodedSet,
+    pub suspect: Reading,
+}
+
 /// A normalized path, the encoded delimiters it still carries, and the readings it is
 /// sensitive to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +111,15 @@ pub struct NormalPath {
     /// the other readings.
     pub suspect: Reading,
     pub encoded: EncodedSet,
+}
+
+impl NormalPath {
+    pub fn traits(&self) -> PathTraits {
+        PathTraits {
+            encoded: self.encoded,
+            suspect: self.suspect,
+        }
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {

@@ -7,7 +7,7 @@
 //! computed only for paths (or route tables) where they can differ from the exact one.
 
 use crate::config::RouteConfig;
-use crate::pathnorm::{self, EncodedSet, NormalPath};
+use crate::pathnorm::{self, EncodedSet, PathTraits};
 use crate::readings::{self, Reading};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,7 +86,9 @@ pub fn split_authority(raw: &str) -> Option<(String, Option<u16>)> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
         || host.len() > 253
-        || host.split('.').any(str::is_empty)
+        || host.starts_with('.')
+        || host.ends_with('.')
+        || host.contains("..")
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
@@ -308,16 +310,17 @@ impl RouteTable {
     pub fn choose(
         &self,
         host: Option<&str>,
-        path: &NormalPath,
+        path: &str,
+        traits: PathTraits,
     ) -> Result<&Arc<RouteConfig>, NoRoute> {
-        let exact = self.lookup(host, &path.path, Reading::EXACT);
-        if path.suspect.union(self.prefix_sensitive).is_exact() && path.encoded.is_empty() {
+        let exact = self.lookup(host, path, Reading::EXACT);
+        if traits.suspect.union(self.prefix_sensitive).is_exact() && traits.encoded.is_empty() {
             // Most requests: every reading is the exact path itself.
             return exact
                 .and_then(|i| self.routes.get(i))
                 .ok_or(NoRoute::Unknown);
         }
-        self.choose_carefully(host, path, exact)
+        self.choose_carefully(host, path, traits, exact)
     }
 
     // Kept out of line so that `choose`, which nearly every request ends in, stays small
@@ -326,19 +329,20 @@ impl RouteTable {
     fn choose_carefully(
         &self,
         host: Option<&str>,
-        path: &NormalPath,
+        path: &str,
+        traits: PathTraits,
         exact: Option<usize>,
     ) -> Result<&Arc<RouteConfig>, NoRoute> {
-        let chosen = self.agreed(host, &path.path, exact, path.suspect)?;
+        let chosen = self.agreed(host, path, exact, traits.suspect)?;
         let route = chosen.and_then(|i| self.routes.get(i));
         let allowed = route.map_or(EncodedSet::NONE, |r| r.allow_encoded);
-        let refused = path.encoded.without(allowed);
+        let refused = traits.encoded.without(allowed);
         if !refused.is_empty() {
             return Err(NoRoute::Encoded(refused));
         }
         let route = route.ok_or(NoRoute::Unknown)?;
-        if !path.encoded.is_empty() {
-            let decoded = pathnorm::decode_delimiters(&path.path).ok().map(|d| {
+        if !traits.encoded.is_empty() {
+            let decoded = pathnorm::decode_delimiters(path).ok().map(|d| {
                 let exact = self.lookup(host, &d.path, Reading::EXACT);
                 self.agreed(host, &d.path, exact, d.suspect)
             });
@@ -482,7 +486,7 @@ mod tests {
 
     fn choose<'a>(t: &'a RouteTable, path: &str) -> Result<&'a str, NoRoute> {
         let n = pathnorm::normalize(path).expect("normal path");
-        t.choose(None, &n).map(|r| &*r.name)
+        t.choose(None, &n.path, n.traits()).map(|r| &*r.name)
     }
 
     fn is_ambiguous(r: Result<&str, NoRoute>) -> bool {

@@ -16,52 +16,10 @@ fn escape(s: &str) -> String {
     o
 }
 
-pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
-    let error = error
-        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in</title>
-<style>
-body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
-main {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; box-shadow: 0 2px 12px rgba(0,0,0,.08); width: 100%; max-width: 22rem; }}
-h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
-label {{ display: block; font-size: .9rem; margin: .8rem 0 .3rem; }}
-input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .55rem .6rem; border: 1px solid #c4c8cf; border-radius: 4px; font-size: 1rem; }}
-button {{ margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }}
-.error {{ color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }}
-</style>
-</head>
-<body>
-<main>
-<h1>Sign in</h1>
-{error}
-<form method="post" action="{action}">
-<input type="hidden" name="rd" value="{rd}">
-<label for="username">User name</label>
-<input type="text" id="username" name="username" value="{username}" autocomplete="username" autocapitalize="none" required autofocus>
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-</form>
-</main>
-</body>
-</html>
-"#,
-        action = escape(action),
-        rd = escape(rd),
-        username = escape(username),
-    )
-}
-
-/// A short page for a refused browser request: what happened, the machine code that the
-/// JSON answer carries too, and the request id to quote to an operator.
-pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> String {
+/// The frame every page shares: one self-contained document (no external resources, so
+/// the strict Content-Security-Policy of `Reply::html` holds), a centred card. `title` is
+/// escaped here; `css` and `body` are the caller's, already escaped.
+fn layout(title: &str, max_width: &str, css: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -71,25 +29,59 @@ pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> Stri
 <title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; background: #f4f5f7; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
-main {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; box-shadow: 0 2px 12px rgba(0,0,0,.08); max-width: 30rem; }}
-h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
-code {{ background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }}
-</style>
+main {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; box-shadow: 0 2px 12px rgba(0,0,0,.08); width: 100%; max-width: {max_width}; }}
+h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
+{css}</style>
 </head>
 <body>
 <main>
 <h1>{title}</h1>
-<p>{message}</p>
-<p>Error <code>{code}</code>, request <code>{request_id}</code>.</p>
-</main>
+{body}</main>
 </body>
 </html>
 "#,
         title = escape(title),
-        message = escape(message),
-        code = escape(code),
-        request_id = escape(request_id),
     )
+}
+
+pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let css = "label { display: block; font-size: .9rem; margin: .8rem 0 .3rem; }
+input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .55rem .6rem; border: 1px solid #c4c8cf; border-radius: 4px; font-size: 1rem; }
+button { margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }
+.error { color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }
+";
+    let body = format!(
+        r#"{error}
+<form method="post" action="{action}">
+<input type="hidden" name="rd" value="{rd}">
+<label for="username">User name</label>
+<input type="text" id="username" name="username" value="{username}" autocomplete="username" autocapitalize="none" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+"#,
+        action = escape(action),
+        rd = escape(rd),
+        username = escape(username),
+    );
+    layout("Sign in", "22rem", css, &body)
+}
+
+/// A short page for a refused browser request: what happened, the machine code that the
+/// JSON answer carries too, and the request id to quote to an operator.
+pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> String {
+    let body = format!(
+        "<p>{}</p>\n<p>Error <code>{}</code>, request <code>{}</code>.</p>\n",
+        escape(message),
+        escape(code),
+        escape(request_id),
+    );
+    let css = "code { background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }\n";
+    layout(title, "30rem", css, &body)
 }
 
 #[cfg(test)]
@@ -101,5 +93,8 @@ mod tests {
         assert!(p.contains("&quot;&gt;&lt;script&gt;"));
         assert!(p.contains("&lt;b&gt;"));
         assert!(p.contains("a&quot;b"));
+        let r = super::refusal("Bad <request>", "a & b", "x\"y", "id<1>");
+        assert!(r.contains("<title>Bad &lt;request&gt;</title>") && r.contains("a &amp; b"));
+        assert!(r.contains("x&quot;y") && r.contains("id&lt;1&gt;"));
     }
 }

@@ -85,9 +85,9 @@ impl Gateway {
     async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         hygiene::refuse_malformed(session, ctx)?; // 2: framing, Host, limits, Connection
-        let path = target::read(session, ctx)?; // 1: HTTPS redirect; 3: one normal path
-        routing::own_endpoints(self, session, ctx, &path).await?; // login, logout, …
-        let route = routing::choose(session, ctx, &path)?; // 4: every reading agrees
+        let traits = target::read(session, ctx)?; // 1: HTTPS redirect; 3: one normal path
+        routing::own_endpoints(self, session, ctx, traits).await?; // login, logout, …
+        let route = routing::choose(session, ctx, traits)?; // 4: every reading agrees
         credentials::identify(self, session, ctx, &route).await?; // 6: session, bearer
         policy::authorize(session, ctx, &route)?; // 7: login, users, groups
         policy::refuse_cross_site(session, ctx)?; // 8: CSRF

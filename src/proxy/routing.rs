@@ -7,7 +7,7 @@ use super::ctx::{client_ip, RequestCtx, LABEL_AUTH};
 use super::policy::is_navigation;
 use super::{Gateway, Stop};
 use crate::config::RouteConfig;
-use crate::pathnorm::NormalPath;
+use crate::pathnorm::PathTraits;
 use crate::respond::Reply;
 use crate::router::NoRoute;
 use pingora::proxy::Session;
@@ -22,7 +22,7 @@ pub(super) async fn own_endpoints(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    path: &NormalPath,
+    traits: PathTraits,
 ) -> Result<(), Stop> {
     let config = ctx.config.clone();
     let sub = ctx
@@ -34,11 +34,11 @@ pub(super) async fn own_endpoints(
     }
     ctx.route_label = LABEL_AUTH.clone();
     // They take no encoded delimiters (they have no allow_encoded).
-    if !path.encoded.is_empty() {
+    if !traits.encoded.is_empty() {
         return Err(Stop::answer(refusal(
             session,
             ctx,
-            &NoRoute::Encoded(path.encoded),
+            &NoRoute::Encoded(traits.encoded),
         )));
     }
     let reply = match (ctx.path == JWKS_PATH, sub, &config.assertion) {
@@ -57,12 +57,12 @@ pub(super) async fn own_endpoints(
 pub(super) fn choose(
     session: &Session,
     ctx: &mut RequestCtx,
-    path: &NormalPath,
+    traits: PathTraits,
 ) -> Result<Arc<RouteConfig>, Stop> {
     let route = ctx
         .config
         .routes
-        .choose(ctx.host.as_deref(), path)
+        .choose(ctx.host.as_deref(), &ctx.path, traits)
         .map_err(|why| Stop::answer(refusal(session, ctx, &why)))?
         .clone();
     ctx.route_label = route.name.clone();

@@ -4,14 +4,14 @@
 
 use super::ctx::{RequestCtx, LABEL_REDIRECT};
 use super::Stop;
-use crate::pathnorm::{self, NormalPath, PathError};
+use crate::pathnorm::{self, PathError, PathTraits};
 use crate::respond::Reply;
 use crate::router::canonical_host;
 use pingora::proxy::Session;
 
-/// The step: fills in the host, scheme, path and query of `ctx`, and returns the
-/// normalized path with what routing needs to know about it.
-pub(super) fn read(session: &Session, ctx: &mut RequestCtx) -> Result<NormalPath, Stop> {
+/// The step: fills in the host, path and query of `ctx`, and returns what routing needs
+/// to know about the path besides its text.
+pub(super) fn read(session: &Session, ctx: &mut RequestCtx) -> Result<PathTraits, Stop> {
     let req = session.req_header();
     ctx.host_raw = req
         .headers
@@ -49,9 +49,10 @@ pub(super) fn read(session: &Session, ctx: &mut RequestCtx) -> Result<NormalPath
         };
         Stop::answer(Reply::error(400, code, &e.to_string()))
     })?;
-    ctx.path = path.path.clone();
+    let traits = path.traits();
+    ctx.path = path.path;
     ctx.query = query;
-    Ok(path)
+    Ok(traits)
 }
 
 /// Where a plain-HTTP request is sent when the gateway has TLS.
