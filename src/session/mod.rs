@@ -206,33 +206,37 @@ pub async fn revoke_user(
     b.store.delete_user(user).await.map(Some)
 }
 
-fn same_site(s: SameSite) -> &'static str {
+fn same_site(s: SameSite) -> ::cookie::SameSite {
     match s {
-        SameSite::Strict => "Strict",
-        SameSite::Lax => "Lax",
-        SameSite::None => "None",
+        SameSite::Strict => ::cookie::SameSite::Strict,
+        SameSite::Lax => ::cookie::SameSite::Lax,
+        SameSite::None => ::cookie::SameSite::None,
     }
+}
+
+/// The attributes every session cookie carries: `Path=/` and no `Domain` (what the
+/// `__Host-` prefix demands, and what keeps the cookie from sibling hosts), `HttpOnly`
+/// (page scripts never see it), `Secure` unless configured off for plain-HTTP
+/// development, and the configured `SameSite`.
+fn session_cookie<'a>(cfg: &'a SessionConfig, value: &'a str) -> ::cookie::CookieBuilder<'a> {
+    ::cookie::Cookie::build((cfg.cookie_name.as_str(), value))
+        .path("/")
+        .secure(cfg.secure)
+        .http_only(true)
+        .same_site(same_site(cfg.same_site))
 }
 
 /// `Set-Cookie` for a new session. A session cookie (no Max-Age): the server decides expiry.
 pub fn set_cookie(cfg: &SessionConfig, value: &str) -> String {
-    format!(
-        "{}={}; Path=/;{} HttpOnly; SameSite={}",
-        cfg.cookie_name,
-        value,
-        if cfg.secure { " Secure;" } else { "" },
-        same_site(cfg.same_site)
-    )
+    session_cookie(cfg, value).build().to_string()
 }
 
 /// `Set-Cookie` that makes the browser forget the session cookie.
 pub fn clear_cookie(cfg: &SessionConfig) -> String {
-    format!(
-        "{}=; Path=/; Max-Age=0;{} HttpOnly; SameSite={}",
-        cfg.cookie_name,
-        if cfg.secure { " Secure;" } else { "" },
-        same_site(cfg.same_site)
-    )
+    session_cookie(cfg, "")
+        .max_age(::cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -354,5 +358,36 @@ mod tests {
                 .unwrap(),
             Lookup::None
         ));
+    }
+
+    #[test]
+    fn set_cookie_attributes() {
+        let mut c = cfg();
+        let attrs = |h: &str| {
+            let mut v: Vec<String> = h.split("; ").map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            attrs(&set_cookie(&c, "v1.abc")),
+            ["HttpOnly", "Path=/", "SameSite=Lax", "Secure", "s=v1.abc"]
+        );
+        assert_eq!(
+            attrs(&clear_cookie(&c)),
+            [
+                "HttpOnly",
+                "Max-Age=0",
+                "Path=/",
+                "SameSite=Lax",
+                "Secure",
+                "s="
+            ]
+        );
+        c.secure = false;
+        c.same_site = SameSite::Strict;
+        assert_eq!(
+            attrs(&set_cookie(&c, "x")),
+            ["HttpOnly", "Path=/", "SameSite=Strict", "s=x"]
+        );
     }
 }
