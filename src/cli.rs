@@ -1,6 +1,6 @@
 //! The command line (design.md "Command line").
 
-use crate::logging::{self, LogFormat};
+use crate::ops::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
         config: PathBuf::from("gateway.toml"),
     });
     match command {
-        Command::GenKey { assertion: true } => match crate::assertion::generate_pem() {
+        Command::GenKey { assertion: true } => match crate::tokens::assertion::generate_pem() {
             Ok(pem) => {
                 print!("{pem}");
                 ExitCode::SUCCESS
@@ -104,14 +104,14 @@ pub fn main() -> ExitCode {
         }
         Command::Echo { listen, name } => {
             logging::init(cli.log_format);
-            match crate::echo::run(listen, name) {
+            match crate::tools::echo::run(listen, name) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("echo: {e}")),
             }
         }
         Command::Demo { https, http, admin } => {
             logging::init(cli.log_format);
-            let demo = match crate::demo::build(&crate::demo::DemoOptions { https, http, admin }) {
+            let demo = match crate::tools::demo::build(&crate::tools::demo::DemoOptions { https, http, admin }) {
                 Ok(d) => d,
                 Err(e) => return fail(&format!("demo: {e}")),
             };

@@ -6,7 +6,7 @@
 
 use crate::auth::ratelimit::FailureLimiter;
 use crate::config::{self, Config};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::session::store::{Clock, MemoryStore, Store, SystemClock};
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;

@@ -1,23 +1,21 @@
 //! portcullis: a reverse-proxy session gateway on pingora.
 //!
-//! The request path (design.md) runs through `proxy`; each step lives in its own module:
-//! `hygiene` (malformed requests), `pathnorm` (normalization), `router`, `session`,
-//! `csrf`, `identity` (owned headers), `respond` (gateway-written answers).
+//! The request path (design.md) runs through `proxy`, one module per step; the domain
+//! it works on is `pathnorm` and `readings` (what a path is, and how upstreams read it),
+//! `router`, `identity` (owned headers), `csrf`, `session` (cookie, records, stores),
+//! `auth` (the gateway's own endpoints, users), `tokens` (bearer JWTs, identity
+//! assertions, upstream-issued sessions). `config` builds all of it from gateway.toml;
+//! `ops` is what operators watch (admin listener, metrics, logs); `tools` the `demo` and
+//! `echo` commands; `server` and `gateway` wire pingora's services together.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod assertion;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod csrf;
-pub mod demo;
-pub mod echo;
 pub mod gateway;
 pub mod identity;
-pub mod jwt;
-pub mod logging;
-pub mod metrics;
+pub mod ops;
 pub mod pathnorm;
 pub mod proxy;
 pub mod readings;
@@ -26,6 +24,7 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod session;
-pub mod session_headers;
 pub mod tls;
+pub mod tokens;
+pub mod tools;
 pub mod upstream;

@@ -1,10 +1,10 @@
 //! Assembling and running the pingora server: the public proxy listeners, the admin
 //! listener and the background tasks (health checks, session upkeep, reload on SIGHUP).
 
-use crate::admin::Admin;
+use crate::ops::admin::Admin;
 use crate::config::Config;
 use crate::gateway::Shared;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::session::persist;
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
+    Metrics(#[from] crate::ops::metrics::MetricsError),
     #[error("session store: {0}")]
     Store(String),
 }

@@ -2,9 +2,9 @@
 
 use super::file::JwtSection;
 use super::{ConfigError, Source};
-use crate::jwt::jwks::{self, KeySet, Remote};
-use crate::jwt::jws::{Alg, Key};
-use crate::jwt::{Issuer, Issuers, KeySource};
+use crate::tokens::jwt::jwks::{self, KeySet, Remote};
+use crate::tokens::jwt::jws::{Alg, Key};
+use crate::tokens::jwt::{Issuer, Issuers, KeySource};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 
 use super::file::{self, AccessStr, FileConfig, SameSiteStr, StoreKind};
 use super::{ConfigError, Source};
-use crate::assertion::Assertions;
+use crate::tokens::assertion::Assertions;
 use crate::auth::users::Users;
 use crate::identity::IdentityHeaders;
 use crate::pathnorm::EncodedSet;
@@ -35,7 +35,7 @@ pub struct Config {
     /// Signed identity assertions, when `[identity] assertion` is set.
     pub assertion: Option<Arc<Assertions>>,
     /// Bearer-token issuers (`[[jwt]]`); `None` when there are none.
-    pub jwt: Option<Arc<crate::jwt::Issuers>>,
+    pub jwt: Option<Arc<crate::tokens::jwt::Issuers>>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
 }

@@ -3,7 +3,7 @@
 
 use super::ctx::{client_ip, RequestCtx};
 use super::Gateway;
-use crate::metrics::method_label;
+use crate::ops::metrics::method_label;
 use pingora::proxy::Session;
 use pingora::Error;
 

@@ -40,7 +40,7 @@ pub(super) async fn filter(
             }
         }
     }
-    if let Some(instruction) = crate::session_headers::take(resp) {
+    if let Some(instruction) = crate::tokens::session_headers::take(resp) {
         Box::pin(upstream_session_instruction(gw, resp, ctx, instruction)).await?;
     }
     // Cookie sessions slide their idle expiry by re-issuing the cookie now and then.
@@ -74,9 +74,9 @@ async fn upstream_session_instruction(
     gw: &Gateway,
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
-    instruction: crate::session_headers::Instruction,
+    instruction: crate::tokens::session_headers::Instruction,
 ) -> pingora::Result<()> {
-    use crate::session_headers::Instruction;
+    use crate::tokens::session_headers::Instruction;
     let route = ctx.route.clone();
     let issuing = route.as_ref().is_some_and(|r| r.issues_sessions);
     let Some(scfg) = ctx.config.session.as_ref().filter(|_| issuing) else {

@@ -30,7 +30,7 @@ use super::keys::KeyRing;
 use super::store::{SessionRecord, StoreError};
 use crate::config::redis::RedisConfig;
 use crate::config::SessionConfig;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use futures_util::StreamExt;
 use link::Link;
 use std::collections::HashMap;

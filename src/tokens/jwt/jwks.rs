@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn usable_keys_are_kept_and_the_rest_named() {
         let doc = serde_json::json!({"keys": [
-            {"kty": "RSA", "kid": "r", "n": crate::jwt::jws::tests::A2_N, "e": "AQAB", "alg": "RS256"},
+            {"kty": "RSA", "kid": "r", "n": crate::tokens::jwt::jws::tests::A2_N, "e": "AQAB", "alg": "RS256"},
             {"kty": "EC", "crv": "P-256", "kid": "e",
              "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
              "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},

@@ -61,7 +61,7 @@ fn start_echo() -> Result<SocketAddr, String> {
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
-                        if let Err(e) = crate::echo::serve(l, "demo-echo".into()).await {
+                        if let Err(e) = crate::tools::echo::serve(l, "demo-echo".into()).await {
                             tracing::error!(error = %e, "echo upstream stopped");
                         }
                     }
