@@ -111,7 +111,11 @@ pub fn main() -> ExitCode {
         }
         Command::Demo { https, http, admin } => {
             logging::init(cli.log_format);
-            let demo = match crate::tools::demo::build(&crate::tools::demo::DemoOptions { https, http, admin }) {
+            let demo = match crate::tools::demo::build(&crate::tools::demo::DemoOptions {
+                https,
+                http,
+                admin,
+            }) {
                 Ok(d) => d,
                 Err(e) => return fail(&format!("demo: {e}")),
             };

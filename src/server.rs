@@ -1,9 +1,9 @@
 //! Assembling and running the pingora server: the public proxy listeners, the admin
 //! listener and the background tasks (health checks, session upkeep, reload on SIGHUP).
 
-use crate::ops::admin::Admin;
 use crate::config::Config;
 use crate::gateway::Shared;
+use crate::ops::admin::Admin;
 use crate::ops::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::session::persist;

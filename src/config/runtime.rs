@@ -7,13 +7,13 @@
 
 use super::file::{self, AccessStr, FileConfig, SameSiteStr, StoreKind};
 use super::{ConfigError, Source};
-use crate::tokens::assertion::Assertions;
 use crate::auth::users::Users;
 use crate::identity::IdentityHeaders;
 use crate::pathnorm::EncodedSet;
 use crate::router::{HostPattern, RouteTable};
 use crate::session::keys::KeyRing;
 use crate::tls::CertifiedChain;
+use crate::tokens::assertion::Assertions;
 use crate::upstream::{HealthCheck, Upstream};
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
