@@ -4,9 +4,9 @@
 //! Run with `cargo bench`; numbers are printed by criterion, nothing is asserted.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::config::{Access, RouteConfig};
 use portcullis::identity::{Identity, IdentityHeaders};
 use portcullis::pathnorm;
+use portcullis::router::{Access, Route};
 use portcullis::router::{HostPattern, RouteTable};
 use portcullis::session::cookie::{self, SessionId};
 use portcullis::session::keys::KeyRing;
@@ -26,7 +26,7 @@ fn routes(n: usize) -> RouteTable {
     ));
     RouteTable::new(
         (0..n)
-            .map(|i| RouteConfig {
+            .map(|i| Route {
                 name: format!("r{i}").into(),
                 host: (i % 3 == 0)
                     .then(|| HostPattern::parse(&format!("h{i}.example.com")).unwrap()),

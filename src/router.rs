@@ -6,11 +6,38 @@
 //! reading of its path ([`crate::readings`]) chooses the same one; the other readings are
 //! computed only for paths (or route tables) where they can differ from the exact one.
 
-use crate::config::RouteConfig;
 use crate::pathnorm::{self, EncodedSet, PathTraits};
 use crate::readings::{self, Reading};
+use crate::upstream::Upstream;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Whether a route needs a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Authenticated,
+    Public,
+}
+
+/// One compiled `[[route]]`: where its requests go and who may make them.
+#[derive(Debug)]
+pub struct Route {
+    /// Used as the metrics label and in logs: never a raw request path.
+    pub name: Arc<str>,
+    pub host: Option<HostPattern>,
+    pub prefix: String,
+    pub upstream: Arc<Upstream>,
+    pub access: Access,
+    pub allow_users: Vec<String>,
+    pub allow_groups: Vec<String>,
+    pub strip_prefix: bool,
+    /// The upstream may start and end sessions with `Portcullis-Login`/`-Logout`.
+    pub issues_sessions: bool,
+    /// `Authorization: Bearer <JWT>` from a `[[jwt]]` issuer is accepted here.
+    pub bearer: bool,
+    /// Encoded delimiters (`%2F`, `%3B`, …) this route accepts in paths.
+    pub allow_encoded: EncodedSet,
+}
 
 /// The host part of a route: an exact name or a `*.example.com` wildcard (which matches
 /// `a.example.com` and `a.b.example.com`, not `example.com`).
@@ -208,7 +235,7 @@ pub struct Ambiguity {
 /// Compiled routes.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: Vec<Arc<RouteConfig>>,
+    routes: Vec<Arc<Route>>,
     exact: FastMap<String, PrefixTable>,
     /// Longest suffix first, so `*.a.example.com` wins over `*.example.com`.
     wildcard: Vec<(String, PrefixTable)>,
@@ -219,7 +246,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<RouteConfig>) -> Result<Self, RouteCollision> {
+    pub fn new(routes: Vec<Route>) -> Result<Self, RouteCollision> {
         let mut t = RouteTable::default();
         for (i, r) in routes.into_iter().enumerate() {
             let table = match &r.host {
@@ -270,7 +297,7 @@ impl RouteTable {
 
     /// The route for a canonical host (see [`canonical_host`]) and a normalized path, on
     /// the exact reading alone. Requests go through [`RouteTable::choose`].
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<RouteConfig>> {
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         self.lookup(host, path, Reading::EXACT)
             .and_then(|i| self.routes.get(i))
     }
@@ -312,7 +339,7 @@ impl RouteTable {
         host: Option<&str>,
         path: &str,
         traits: PathTraits,
-    ) -> Result<&Arc<RouteConfig>, NoRoute> {
+    ) -> Result<&Arc<Route>, NoRoute> {
         let exact = self.lookup(host, path, Reading::EXACT);
         if traits.suspect.union(self.prefix_sensitive).is_exact() && traits.encoded.is_empty() {
             // Most requests: every reading is the exact path itself.
@@ -332,7 +359,7 @@ impl RouteTable {
         path: &str,
         traits: PathTraits,
         exact: Option<usize>,
-    ) -> Result<&Arc<RouteConfig>, NoRoute> {
+    ) -> Result<&Arc<Route>, NoRoute> {
         let chosen = self.agreed(host, path, exact, traits.suspect)?;
         let route = chosen.and_then(|i| self.routes.get(i));
         let allowed = route.map_or(EncodedSet::NONE, |r| r.allow_encoded);
@@ -360,7 +387,7 @@ impl RouteTable {
         Ok(route)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<RouteConfig>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
 
@@ -386,11 +413,9 @@ pub fn strip_prefix<'a>(prefix: &str, path: &'a str) -> std::borrow::Cow<'a, str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Access;
-    use crate::upstream::Upstream;
     use std::time::Duration;
 
-    fn route(host: Option<&str>, prefix: &str, name: &str) -> RouteConfig {
+    fn route(host: Option<&str>, prefix: &str, name: &str) -> Route {
         let up = Arc::new(Upstream::new(
             "u".into(),
             vec![("127.0.0.1:1".into(), "127.0.0.1:1".parse().unwrap())],
@@ -398,7 +423,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
         ));
-        RouteConfig {
+        Route {
             name: name.into(),
             host: host.map(|h| HostPattern::parse(h).unwrap()),
             prefix: prefix.into(),

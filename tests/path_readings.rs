@@ -10,8 +10,8 @@
 //! `tests/path_readings.proptest-regressions`; the named cases at the bottom are the
 //! ones from the original report.
 
-use portcullis::config::{Access, RouteConfig};
 use portcullis::pathnorm::{self, EncodedSet};
+use portcullis::router::{Access, Route};
 use portcullis::router::{NoRoute, RouteTable};
 use portcullis::upstream::Upstream;
 use proptest::prelude::*;
@@ -41,7 +41,7 @@ fn table() -> RouteTable {
     RouteTable::new(
         ROUTES
             .iter()
-            .map(|&(prefix, name, access, allow)| RouteConfig {
+            .map(|&(prefix, name, access, allow)| Route {
                 name: name.into(),
                 host: None,
                 prefix: prefix.into(),

@@ -6,9 +6,7 @@ mod jwt;
 pub mod redis;
 pub mod runtime;
 
-pub use runtime::{
-    Access, AdminConfig, AuthConfig, Config, RouteConfig, SameSite, SessionConfig, TlsConfig,
-};
+pub use runtime::{AdminConfig, AuthConfig, Config, SameSite, SessionConfig, TlsConfig};
 
 use std::fmt;
 use std::ops::Range;

@@ -10,7 +10,7 @@ use super::{ConfigError, Source};
 use crate::auth::users::Users;
 use crate::identity::IdentityHeaders;
 use crate::pathnorm::EncodedSet;
-use crate::router::{HostPattern, RouteTable};
+use crate::router::{Access, HostPattern, Route, RouteTable};
 use crate::session::keys::KeyRing;
 use crate::tls::CertifiedChain;
 use crate::tokens::assertion::Assertions;
@@ -88,32 +88,6 @@ pub struct AuthConfig {
     pub login_attempts: (u32, Duration),
     pub after_logout: String,
     pub allowed_redirect_hosts: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Authenticated,
-    Public,
-}
-
-/// One compiled `[[route]]`.
-#[derive(Debug)]
-pub struct RouteConfig {
-    /// Used as the metrics label and in logs: never a raw request path.
-    pub name: Arc<str>,
-    pub host: Option<HostPattern>,
-    pub prefix: String,
-    pub upstream: Arc<Upstream>,
-    pub access: Access,
-    pub allow_users: Vec<String>,
-    pub allow_groups: Vec<String>,
-    pub strip_prefix: bool,
-    /// The upstream may start and end sessions with `Portcullis-Login`/`-Logout`.
-    pub issues_sessions: bool,
-    /// `Authorization: Bearer <JWT>` from a `[[jwt]]` issuer is accepted here.
-    pub bearer: bool,
-    /// Encoded delimiters (`%2F`, `%3B`, …) this route accepts in paths.
-    pub allow_encoded: EncodedSet,
 }
 
 pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigError> {
@@ -375,7 +349,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             allow_encoded = allow_encoded.union(one);
         }
         route_spans.push(r.path.span());
-        routes.push(RouteConfig {
+        routes.push(Route {
             name: name.into(),
             host,
             prefix,

@@ -3,9 +3,9 @@
 
 use super::ctx::{client_ip, RequestCtx};
 use super::{Gateway, Stop};
-use crate::config::{Access, RouteConfig};
 use crate::identity::Identity;
 use crate::respond::Reply;
+use crate::router::{Access, Route};
 use crate::session::{self, Lookup};
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub(super) async fn identify(
     gw: &Gateway,
     session: &Session,
     ctx: &mut RequestCtx,
-    route: &RouteConfig,
+    route: &Route,
 ) -> Result<(), Stop> {
     let lookup = match gw.load_session(session, ctx).await {
         Ok(l) => l,

@@ -1,9 +1,10 @@
 //! Per-request state (pingora's `CTX`): what the steps of the request path found out,
 //! for the later phases and the access log.
 
-use crate::config::{Config, RouteConfig};
+use crate::config::Config;
 use crate::gateway::{RequestId, Shared};
 use crate::identity::Identity;
+use crate::router::Route;
 use pingora::proxy::Session;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
@@ -26,7 +27,7 @@ pub struct RequestCtx {
     /// Normalized path, without query.
     pub path: String,
     pub query: Option<String>,
-    pub route: Option<Arc<RouteConfig>>,
+    pub route: Option<Arc<Route>>,
     /// The `route` metric label: a route name or one of the fixed labels above.
     pub route_label: Arc<str>,
     pub identity: Option<Arc<Identity>>,

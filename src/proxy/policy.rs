@@ -3,19 +3,15 @@
 
 use super::ctx::RequestCtx;
 use super::Stop;
-use crate::config::{Access, RouteConfig};
 use crate::identity::Identity;
 use crate::respond::Reply;
+use crate::router::{Access, Route};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 /// Step 7: no identity on an authenticated route → login; one the route does not allow →
 /// `403`.
-pub(super) fn authorize(
-    session: &Session,
-    ctx: &RequestCtx,
-    route: &RouteConfig,
-) -> Result<(), Stop> {
+pub(super) fn authorize(session: &Session, ctx: &RequestCtx, route: &Route) -> Result<(), Stop> {
     if route.access != Access::Authenticated {
         return Ok(());
     }
@@ -90,7 +86,7 @@ pub(super) fn is_navigation(req: &RequestHeader) -> bool {
             .is_some_and(|a| a.contains("text/html"))
 }
 
-fn allowed(route: &RouteConfig, id: &Identity) -> bool {
+fn allowed(route: &Route, id: &Identity) -> bool {
     if route.allow_users.is_empty() && route.allow_groups.is_empty() {
         return true;
     }

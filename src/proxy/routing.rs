@@ -6,10 +6,10 @@
 use super::ctx::{client_ip, RequestCtx, LABEL_AUTH};
 use super::policy::is_navigation;
 use super::{Gateway, Stop};
-use crate::config::RouteConfig;
 use crate::pathnorm::PathTraits;
 use crate::respond::Reply;
 use crate::router::NoRoute;
+use crate::router::Route;
 use pingora::proxy::Session;
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub(super) fn choose(
     session: &Session,
     ctx: &mut RequestCtx,
     traits: PathTraits,
-) -> Result<Arc<RouteConfig>, Stop> {
+) -> Result<Arc<Route>, Stop> {
     let route = ctx
         .config
         .routes

@@ -3,11 +3,9 @@
 //! and a `demo` user gets a random password that is printed once.
 
 use crate::auth::users::{hash_password, Users};
-use crate::config::{
-    Access, AdminConfig, AuthConfig, Config, RouteConfig, SameSite, SessionConfig, TlsConfig,
-};
+use crate::config::{AdminConfig, AuthConfig, Config, SameSite, SessionConfig, TlsConfig};
 use crate::identity::{Identity, IdentityHeaders};
-use crate::router::RouteTable;
+use crate::router::{Access, Route, RouteTable};
 use crate::session::keys::KeyRing;
 use crate::tls::CertifiedChain;
 use crate::upstream::{HealthCheck, Upstream};
@@ -96,7 +94,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         Duration::from_secs(2),
         Duration::from_secs(60),
     ));
-    let route = |name: &str, prefix: &str, access| RouteConfig {
+    let route = |name: &str, prefix: &str, access| Route {
         name: name.into(),
         host: None,
         prefix: prefix.into(),
