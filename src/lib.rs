@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod identity;
 pub mod ops;
 pub mod pathnorm;
+mod position;
 pub mod proxy;
 pub mod readings;
 pub mod respond;

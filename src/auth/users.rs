@@ -95,7 +95,7 @@ impl Users {
         let f: UsersFile = toml::from_str(text).map_err(|e| {
             let (line, col) = e
                 .span()
-                .map_or((0, 0), |s| crate::config::line_col(text, s.start));
+                .map_or((0, 0), |s| crate::position::line_col(text, s.start));
             format!("{line}:{col}: {}", e.message())
         })?;
         let mut by_name = HashMap::new();

@@ -12,6 +12,7 @@ use crate::identity::IdentityHeaders;
 use crate::pathnorm::EncodedSet;
 use crate::router::{Access, HostPattern, Route, RouteTable};
 use crate::session::keys::KeyRing;
+pub use crate::session::{SameSite, SessionConfig};
 use crate::tls::CertifiedChain;
 use crate::tokens::assertion::Assertions;
 use crate::upstream::{HealthCheck, Upstream};
@@ -53,30 +54,6 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token for admin writes; `None` turns writes off.
     pub token: Option<crate::secret::Secret>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
-    Strict,
-    Lax,
-    None,
-}
-
-#[derive(Debug)]
-pub struct SessionConfig {
-    pub keys: Arc<KeyRing>,
-    pub keys_file: PathBuf,
-    pub cookie_name: String,
-    pub secure: bool,
-    pub same_site: SameSite,
-    pub idle_timeout: Duration,
-    pub absolute_timeout: Duration,
-    pub max_sessions: u64,
-    pub persist_file: Option<PathBuf>,
-    /// `store = "cookie"`: the sealed record rides in the cookie, nothing is stored.
-    pub stateless: bool,
-    /// `store = "redis"`: sessions live in Redis, shared by every instance.
-    pub redis: Option<Arc<super::redis::RedisConfig>>,
 }
 
 #[derive(Debug)]

@@ -5,10 +5,12 @@ pub mod cookie;
 pub mod keys;
 pub mod persist;
 pub mod redis;
+mod settings;
 pub mod stateless;
 pub mod store;
 
-use crate::config::{SameSite, SessionConfig};
+pub use settings::{SameSite, SessionConfig};
+
 use crate::identity::Identity;
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
@@ -242,7 +244,6 @@ pub fn clear_cookie(cfg: &SessionConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SessionConfig;
     use futures_util::FutureExt;
     use keys::KeyRing;
     use std::path::PathBuf;

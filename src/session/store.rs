@@ -95,7 +95,7 @@ pub enum Store {
 impl Store {
     pub async fn create(
         &self,
-        cfg: &crate::config::SessionConfig,
+        cfg: &super::SessionConfig,
         key: StoreKey,
         rec: SessionRecord,
     ) -> Result<Arc<SessionRecord>, StoreError> {
@@ -111,7 +111,7 @@ impl Store {
 
     pub async fn load(
         &self,
-        cfg: &crate::config::SessionConfig,
+        cfg: &super::SessionConfig,
         key: &StoreKey,
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         match self {
@@ -122,7 +122,7 @@ impl Store {
 
     pub fn touch(
         &self,
-        cfg: &crate::config::SessionConfig,
+        cfg: &super::SessionConfig,
         key: &StoreKey,
         rec: &Arc<SessionRecord>,
         now_ms: u64,

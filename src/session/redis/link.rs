@@ -6,7 +6,7 @@
 //! handle. A failed connect is not retried for `RETRY_AFTER`, so a dead Redis costs each
 //! request one fast failure, not a connect timeout.
 
-use crate::config::redis::{RedisConfig, RedisTarget};
+use super::{RedisConfig, RedisTarget};
 use crate::session::store::StoreError;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;

@@ -24,12 +24,14 @@
 
 mod link;
 pub mod record;
+mod settings;
+
+pub use settings::{RedisConfig, RedisTarget};
 
 use super::cookie::StoreKey;
 use super::keys::KeyRing;
 use super::store::{SessionRecord, StoreError};
-use crate::config::redis::RedisConfig;
-use crate::config::SessionConfig;
+use super::SessionConfig;
 use crate::ops::metrics::Metrics;
 use futures_util::StreamExt;
 use link::Link;
