@@ -7,7 +7,8 @@
 use crate::auth::ratelimit::FailureLimiter;
 use crate::config::{self, Config};
 use crate::ops::metrics::Metrics;
-use crate::session::store::{Clock, MemoryStore, Store, SystemClock};
+use crate::session::backend::Store;
+use crate::session::store::{Clock, MemoryStore, SystemClock};
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! Sessions at the edge: keys, the cookie, the store, and the per-request lookup.
 
+pub mod backend;
 pub mod codec;
 pub mod cookie;
 pub mod keys;
@@ -12,9 +13,10 @@ pub mod store;
 pub use settings::{SameSite, SessionConfig};
 
 use crate::identity::Identity;
+use backend::Store;
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
-use store::{Clock, Expiry, SessionRecord, Store, StoreError};
+use store::{Clock, Expiry, SessionRecord, StoreError};
 
 /// The outcome of looking up the session a request carries.
 #[derive(Debug)]

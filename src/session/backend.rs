@@ -1,0 +1,133 @@
+//! The configured session store: one type over every backend, so that callers (the
+//! request path, the auth endpoints, the admin API) never name a backend. It lives apart
+//! from `store` (the record types and the memory store) so that the backends import
+//! `store` and this module imports the backends, never the other way round.
+
+use super::cookie::StoreKey;
+use super::redis::RedisStore;
+use super::store::{MemoryStore, SessionRecord, SessionStore, StoreError};
+use std::sync::Arc;
+
+/// The configured session store. An enum rather than a trait object: the memory store's
+/// calls stay synchronous and inlined on the hot path, only Redis awaits. The Redis arms
+/// are boxed so that their (large) futures are not part of every request's future.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Memory(Arc<MemoryStore>),
+    Redis(Arc<RedisStore>),
+}
+
+impl Store {
+    pub async fn create(
+        &self,
+        cfg: &super::SessionConfig,
+        key: StoreKey,
+        rec: SessionRecord,
+    ) -> Result<Arc<SessionRecord>, StoreError> {
+        match self {
+            Self::Memory(m) => {
+                m.create(key, rec)?;
+                m.load(&key)?
+                    .ok_or_else(|| StoreError::Unavailable("session vanished".into()))
+            }
+            Self::Redis(r) => Box::pin(r.create(cfg, key, rec)).await,
+        }
+    }
+
+    pub async fn load(
+        &self,
+        cfg: &super::SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self {
+            Self::Memory(m) => m.load(key),
+            Self::Redis(r) => Box::pin(r.load(cfg, key)).await,
+        }
+    }
+
+    pub fn touch(
+        &self,
+        cfg: &super::SessionConfig,
+        key: &StoreKey,
+        rec: &Arc<SessionRecord>,
+        now_ms: u64,
+    ) {
+        match self {
+            Self::Memory(_) => rec.seen(now_ms),
+            Self::Redis(r) => r.touch(cfg, key, rec, now_ms),
+        }
+    }
+
+    pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(m) => m.delete(key),
+            Self::Redis(r) => Box::pin(r.delete(key)).await,
+        }
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        match self {
+            Self::Memory(m) => m.delete_user(user),
+            Self::Redis(r) => Box::pin(r.delete_user(user)).await,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        match self {
+            Self::Memory(m) => m.count(),
+            Self::Redis(r) => r.count(),
+        }
+    }
+
+    /// `/readyz`: can the store serve?
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            Self::Memory(m) => m.ping().map_err(|e| e.to_string()),
+            Self::Redis(r) => r.health(),
+        }
+    }
+
+    /// Idle time added to `idle_timeout` because touches are written back in batches.
+    pub fn idle_slack_ms(&self) -> u64 {
+        match self {
+            Self::Memory(_) => 0,
+            Self::Redis(r) => r.idle_slack_ms(),
+        }
+    }
+
+    /// `store = "cookie"`: the shared deny-list, when Redis holds it. The in-process
+    /// deny-list (`stateless::DenyList`) is checked by the caller either way.
+    pub async fn is_denied(&self, s: &super::stateless::Sealed) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(false),
+            Self::Redis(r) => Box::pin(r.is_denied(&s.id, &s.identity.user, s.created_ms)).await,
+        }
+    }
+
+    pub async fn deny(&self, id: &[u8; 16], ttl: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => Box::pin(r.deny(id, ttl)).await,
+        }
+    }
+
+    pub async fn deny_user(
+        &self,
+        user: &str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => Box::pin(r.deny_user(user, now_ms, ttl)).await,
+        }
+    }
+
+    /// The memory store, for snapshots and sweeping.
+    pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
+        match self {
+            Self::Memory(m) => Some(m),
+            Self::Redis(_) => None,
+        }
+    }
+}
