@@ -20,6 +20,7 @@ pub mod pathnorm;
 mod position;
 pub mod proxy;
 pub mod readings;
+pub mod request;
 pub mod respond;
 pub mod router;
 pub mod secret;

@@ -1,7 +1,8 @@
 //! `/.auth/login`, `/.auth/logout`, `/.auth/me`, `/.auth/verify`.
 
 use crate::auth::{page, redirect};
-use crate::proxy::{client_ip, Gateway, RequestCtx, StoreDown};
+use crate::gateway::Shared;
+use crate::request::{client_ip, load_session, RequestCtx, StoreDown};
 use crate::respond::Reply;
 use crate::session::{self, Lookup};
 use pingora::proxy::Session;
@@ -11,7 +12,7 @@ const MAX_FORM: usize = 16 * 1024;
 const GENERIC_FAILURE: &str = "Invalid user name or password.";
 
 pub async fn handle(
-    gw: &Gateway,
+    shared: &Shared,
     s: &mut Session,
     ctx: &mut RequestCtx,
     sub: &str,
@@ -26,8 +27,8 @@ pub async fn handle(
     let method = s.req_header().method.clone();
     Ok(match (sub, method) {
         ("/login", http::Method::GET | http::Method::HEAD) => login_page(ctx, None, "", 200),
-        ("/login", http::Method::POST) => login(gw, s, ctx).await?,
-        ("/logout", http::Method::POST) => logout(gw, s, ctx).await,
+        ("/login", http::Method::POST) => login(shared, s, ctx).await?,
+        ("/logout", http::Method::POST) => logout(shared, s, ctx).await,
         ("/logout", _) | ("/login", _) => Reply::error(405, "method_not_allowed", "use POST")
             .header(
                 "allow",
@@ -37,8 +38,8 @@ pub async fn handle(
                     "POST"
                 },
             ),
-        ("/me", http::Method::GET | http::Method::HEAD) => me(gw, s, ctx).await,
-        ("/verify", _) => verify(gw, s, ctx).await,
+        ("/me", http::Method::GET | http::Method::HEAD) => me(shared, s, ctx).await,
+        ("/verify", _) => verify(shared, s, ctx).await,
         _ => Reply::error(404, "not_found", "no such endpoint"),
     })
 }
@@ -93,8 +94,8 @@ async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
     Ok(Ok(body))
 }
 
-async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Reply> {
-    let m = &gw.shared.metrics;
+async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Reply> {
+    let m = &shared.metrics;
     let client = client_ip(s);
     // Login CSRF: a cross-site form must not log a victim into the attacker's account.
     if let Some(why) = crate::csrf::cross_site(
@@ -125,7 +126,7 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
             "user name or password too long",
         ));
     }
-    let limiter = gw.shared.limiter.load_full();
+    let limiter = shared.limiter.load_full();
     let keys = [format!("ip:{client}"), format!("user:{username}")];
     if let Some(wait) = keys.iter().filter_map(|k| limiter.blocked(k)).max() {
         m.logins.with_label_values(&["rate_limited"]).inc();
@@ -177,10 +178,10 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
         ));
     };
     // Never promote a session the client brought: end it and issue a fresh id.
-    if let Ok(Lookup::Hit(old)) = gw.load_session(s, ctx).await {
-        let _ = session::end(scfg, &gw.shared.backends(), &old).await;
+    if let Ok(Lookup::Hit(old)) = load_session(shared, s, ctx).await {
+        let _ = session::end(scfg, &shared.backends(), &old).await;
     }
-    let created = session::create(scfg, &gw.shared.backends(), identity).await;
+    let created = session::create(scfg, &shared.backends(), identity).await;
     let (value, record) = match created {
         Ok(v) => v,
         Err(e @ crate::session::store::StoreError::Refused(_)) => {
@@ -203,7 +204,7 @@ async fn login(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> pingora::
     Ok(Reply::redirect(303, &target).header("set-cookie", session::set_cookie(scfg, &value)))
 }
 
-async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
+async fn logout(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
     // A cross-site request never ends a session (logout CSRF).
     if let Some(why) = crate::csrf::cross_site(
         &s.req_header().headers,
@@ -216,7 +217,7 @@ async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");
     };
-    let lookup = match gw.load_session(s, ctx).await {
+    let lookup = match load_session(shared, s, ctx).await {
         Ok(l) => l,
         // Clearing only the cookie would leave the session alive in the store for anyone
         // holding a copy: say that logout did not happen.
@@ -226,7 +227,7 @@ async fn logout(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
     };
     if let Lookup::Hit(active) = lookup {
         ctx.identity = Some(active.record.identity.clone());
-        match session::end(scfg, &gw.shared.backends(), &active).await {
+        match session::end(scfg, &shared.backends(), &active).await {
             Ok(_) => {
                 tracing::info!(request_id = %ctx.request_id, user = %active.record.identity.user, "logout")
             }
@@ -244,18 +245,18 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-async fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
+async fn me(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");
     };
-    match gw.load_session(s, ctx).await {
+    match load_session(shared, s, ctx).await {
         Ok(Lookup::Hit(active)) => {
             let r = &active.record;
             ctx.identity = Some(r.identity.clone());
             let expires = (r.created_ms + scfg.absolute_timeout.as_millis() as u64).min(
                 r.last_seen_ms()
                     + scfg.idle_timeout.as_millis() as u64
-                    + gw.shared.store.idle_slack_ms(),
+                    + shared.store.idle_slack_ms(),
             );
             Reply::json(
                 200,
@@ -274,8 +275,8 @@ async fn me(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
 }
 
 /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
-async fn verify(gw: &Gateway, s: &Session, ctx: &mut RequestCtx) -> Reply {
-    match gw.load_session(s, ctx).await {
+async fn verify(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
+    match load_session(shared, s, ctx).await {
         Ok(Lookup::Hit(active)) => {
             let id = active.record.identity.clone();
             ctx.identity = Some(id.clone());

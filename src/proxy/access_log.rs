@@ -1,9 +1,9 @@
 //! The end of every request: one access-log line (design.md "Logs") and the request
 //! metrics, labelled by route name, never by path or user.
 
-use super::ctx::{client_ip, RequestCtx};
 use super::Gateway;
 use crate::ops::metrics::method_label;
+use crate::request::{client_ip, RequestCtx};
 use pingora::proxy::Session;
 use pingora::Error;
 

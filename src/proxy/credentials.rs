@@ -1,18 +1,14 @@
 //! Step 6 of design.md: who is calling. The session cookie (verified, then looked up in
 //! the store) and, on `bearer = true` routes, a bearer JWT from a `[[jwt]]` issuer.
 
-use super::ctx::{client_ip, RequestCtx};
 use super::{Gateway, Stop};
 use crate::identity::Identity;
+use crate::request::{client_ip, load_session, RequestCtx, StoreDown};
 use crate::respond::Reply;
 use crate::router::{Access, Route};
-use crate::session::{self, Lookup};
+use crate::session::Lookup;
 use pingora::proxy::Session;
 use std::sync::Arc;
-
-/// The session store did not answer; the details are already logged.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreDown;
 
 /// The step: sets `ctx.identity` (and `ctx.session`, `ctx.bearer`) from what the request
 /// proves. A broken store stops only routes that need a login.
@@ -22,7 +18,7 @@ pub(super) async fn identify(
     ctx: &mut RequestCtx,
     route: &Route,
 ) -> Result<(), Stop> {
-    let lookup = match gw.load_session(session, ctx).await {
+    let lookup = match load_session(&gw.shared, session, ctx).await {
         Ok(l) => l,
         Err(StoreDown) if route.access == Access::Authenticated => {
             return Err(Stop::answer(Reply::error(
@@ -63,56 +59,6 @@ pub(super) async fn identify(
 }
 
 impl Gateway {
-    fn count_lookup(&self, lookup: &Lookup, ctx: &RequestCtx, session: &Session) {
-        if let Some(l) = lookup.metric_label() {
-            self.shared
-                .metrics
-                .session_lookups
-                .with_label_values(&[l])
-                .inc();
-        }
-        match lookup {
-            Lookup::Invalid(r) => {
-                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = r.as_str(), "session cookie rejected")
-            }
-            Lookup::Expired(e) => {
-                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = ?e, "session expired")
-            }
-            Lookup::Miss => {
-                tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = "unknown or revoked", "session cookie rejected")
-            }
-            _ => {}
-        }
-    }
-
-    /// Look up the request's session. Store failures surface as `Err` (answered 503:
-    /// a protected route is never let through on a broken store).
-    pub async fn load_session(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-    ) -> Result<Lookup, StoreDown> {
-        let Some(scfg) = ctx.config.session.as_ref() else {
-            return Ok(Lookup::None);
-        };
-        let cookies = session
-            .req_header()
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .map(|v| v.as_bytes());
-        match session::lookup(scfg, &self.shared.backends(), cookies).await {
-            Ok(l) => {
-                self.count_lookup(&l, ctx, session);
-                Ok(l)
-            }
-            Err(e) => {
-                tracing::error!(request_id = %ctx.request_id, error = %e, "session store failed");
-                Err(StoreDown)
-            }
-        }
-    }
-
     /// A bearer token on a `bearer = true` route: `Ok(None)` when the request carries none
     /// (or another scheme, such as Basic, which is the app's business), the token's
     /// identity when it verifies, else the 401 to send.

@@ -1,8 +1,8 @@
 //! When proxying fails (design.md's bad-input table: upstream down → `502`, slow →
 //! `504`): the status the client gets and the upstream error metric.
 
-use super::ctx::RequestCtx;
 use super::Gateway;
+use crate::request::RequestCtx;
 use crate::respond::Reply;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::{Error, ErrorSource, ErrorType};

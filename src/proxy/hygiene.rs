@@ -1,9 +1,9 @@
 //! Step 2 of design.md: malformed requests are refused before any routing or session
 //! work — framing, Host, sizes, and `Connection` options naming protected headers.
 
-use super::ctx::{client_ip, RequestCtx};
 use super::Stop;
 use crate::identity::IdentityHeaders;
+use crate::request::{client_ip, RequestCtx};
 use crate::respond::Reply;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;

@@ -5,7 +5,6 @@
 
 mod access_log;
 mod credentials;
-mod ctx;
 mod failure;
 pub mod hygiene;
 mod policy;
@@ -14,8 +13,7 @@ mod routing;
 mod target;
 mod upstream_request;
 
-pub use credentials::StoreDown;
-pub use ctx::{client_ip, RequestCtx};
+pub use crate::request::{client_ip, RequestCtx, StoreDown};
 pub use routing::JWKS_PATH;
 
 use crate::gateway::Shared;

@@ -1,9 +1,9 @@
 //! Steps 7 and 8 of design.md: the route's policy (a login, allowed users and groups) and
 //! the cross-site refusal for state-changing requests that carry a session.
 
-use super::ctx::RequestCtx;
 use super::Stop;
 use crate::identity::Identity;
+use crate::request::RequestCtx;
 use crate::respond::Reply;
 use crate::router::{Access, Route};
 use pingora::http::RequestHeader;

@@ -2,9 +2,9 @@
 //! gateway's alone; `Portcullis-Login`/`-Logout` from issuing upstreams are acted on;
 //! cookie sessions slide; HSTS and the request id go on every response.
 
-use super::ctx::RequestCtx;
 use super::upstream_request::{HSTS, X_REQUEST_ID};
 use super::Gateway;
+use crate::request::RequestCtx;
 use crate::session;
 use pingora::http::ResponseHeader;
 use pingora::ErrorType;

@@ -3,10 +3,10 @@
 //! disagree about, or that carries encoded delimiters its route does not allow, is
 //! refused here.
 
-use super::ctx::{client_ip, RequestCtx, LABEL_AUTH};
 use super::policy::is_navigation;
 use super::{Gateway, Stop};
 use crate::pathnorm::PathTraits;
+use crate::request::{client_ip, RequestCtx, LABEL_AUTH};
 use crate::respond::Reply;
 use crate::router::NoRoute;
 use crate::router::Route;
@@ -46,7 +46,10 @@ pub(super) async fn own_endpoints(
         (true, _, None) => Reply::error(404, "not_found", "identity assertions are not configured"),
         (false, Some(sub), _) => {
             let sub = sub.to_string();
-            Box::pin(crate::auth::endpoints::handle(gw, session, ctx, &sub)).await?
+            Box::pin(crate::auth::endpoints::handle(
+                &gw.shared, session, ctx, &sub,
+            ))
+            .await?
         }
         (false, None, _) => return Ok(()),
     };

@@ -2,9 +2,9 @@
 //! path it names. Plain HTTP only redirects when TLS is on; the path is normalized once,
 //! and routing and the upstream both use the result.
 
-use super::ctx::{RequestCtx, LABEL_REDIRECT};
 use super::Stop;
 use crate::pathnorm::{self, PathError, PathTraits};
+use crate::request::{RequestCtx, LABEL_REDIRECT};
 use crate::respond::Reply;
 use crate::router::canonical_host;
 use pingora::proxy::Session;

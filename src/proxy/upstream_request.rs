@@ -2,8 +2,8 @@
 //! owns survives from the client; the verified identity, the gateway's own forwarding
 //! headers and the authorized path go out. Also the choice of the upstream target.
 
-use super::ctx::{client_ip, RequestCtx};
 use super::Gateway;
+use crate::request::{client_ip, RequestCtx};
 use crate::router;
 use crate::session;
 use pingora::http::RequestHeader;

@@ -1,23 +1,25 @@
 //! Per-request state (pingora's `CTX`): what the steps of the request path found out,
-//! for the later phases and the access log.
+//! for the later phases, the gateway's own endpoints and the access log; and the
+//! session lookup both of them make.
 
 use crate::config::Config;
 use crate::gateway::{RequestId, Shared};
 use crate::identity::Identity;
 use crate::router::Route;
+use crate::session::{self, Lookup};
 use pingora::proxy::Session;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 /// Route labels for requests that never reached a route.
-pub(super) static LABEL_NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("none"));
-pub(super) static LABEL_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("auth"));
-pub(super) static LABEL_REDIRECT: LazyLock<Arc<str>> =
+pub(crate) static LABEL_NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("none"));
+pub(crate) static LABEL_AUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("auth"));
+pub(crate) static LABEL_REDIRECT: LazyLock<Arc<str>> =
     LazyLock::new(|| Arc::from("https_redirect"));
 
 /// Per-request state.
 pub struct RequestCtx {
-    pub(super) start: Instant,
+    pub(crate) start: Instant,
     pub request_id: RequestId,
     pub config: Arc<Config>,
     pub tls: bool,
@@ -36,11 +38,11 @@ pub struct RequestCtx {
     /// The identity was proven by a bearer token (possibly alongside a matching session).
     pub bearer: bool,
     pub target: Option<Arc<str>>,
-    pub(super) upstream_start: Option<Instant>,
+    pub(crate) upstream_start: Option<Instant>,
 }
 
 impl RequestCtx {
-    pub(super) fn new(shared: &Shared) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         RequestCtx {
             start: Instant::now(),
             request_id: shared.next_request_id(),
@@ -79,6 +81,56 @@ impl RequestCtx {
             self.scheme(),
             self.host_raw.as_deref().unwrap_or("").to_ascii_lowercase()
         )
+    }
+}
+
+/// The session store did not answer; the details are already logged.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreDown;
+
+fn count_lookup(shared: &Shared, lookup: &Lookup, ctx: &RequestCtx, session: &Session) {
+    if let Some(l) = lookup.metric_label() {
+        shared.metrics.session_lookups.with_label_values(&[l]).inc();
+    }
+    match lookup {
+        Lookup::Invalid(r) => {
+            tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = r.as_str(), "session cookie rejected")
+        }
+        Lookup::Expired(e) => {
+            tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = ?e, "session expired")
+        }
+        Lookup::Miss => {
+            tracing::info!(request_id = %ctx.request_id, client = %client_ip(session), reason = "unknown or revoked", "session cookie rejected")
+        }
+        _ => {}
+    }
+}
+
+/// Look up the request's session. Store failures surface as `Err` (answered 503:
+/// a protected route is never let through on a broken store).
+pub async fn load_session(
+    shared: &Shared,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<Lookup, StoreDown> {
+    let Some(scfg) = ctx.config.session.as_ref() else {
+        return Ok(Lookup::None);
+    };
+    let cookies = session
+        .req_header()
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes());
+    match session::lookup(scfg, &shared.backends(), cookies).await {
+        Ok(l) => {
+            count_lookup(shared, &l, ctx, session);
+            Ok(l)
+        }
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "session store failed");
+            Err(StoreDown)
+        }
     }
 }
 
