@@ -105,7 +105,7 @@ fn bench(c: &mut Criterion) {
                 t.choose(
                     black_box(Some("h3.example.com")),
                     black_box(&plain.path),
-                    plain.traits(),
+                    plain.traits,
                 )
             })
         });
@@ -117,7 +117,7 @@ fn bench(c: &mut Criterion) {
             t.choose(
                 black_box(Some("h3.example.com")),
                 black_box(&suspect.path),
-                suspect.traits(),
+                suspect.traits,
             )
         })
     });

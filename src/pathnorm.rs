@@ -6,6 +6,8 @@
 //! delimiters upstreams disagree about stay encoded and are reported in [`EncodedSet`], so
 //! that the route can refuse them (design.md step 2, `allow_encoded`).
 
+use crate::readings::Reading;
+
 /// Why a path was refused. All of these are answered with `400`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -26,8 +28,6 @@ pub enum PathError {
 /// upstream that decodes before it splits, so each must be allowed by the route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncodedSet(u8);
-
-use crate::readings::Reading;
 
 /// (decoded byte, how `allow_encoded` spells it, the escape as normalized)
 const DELIMITERS: [(u8, &str, &str); 6] = [
@@ -78,10 +78,6 @@ impl EncodedSet {
         EncodedSet(self.0 & !allowed.0)
     }
 
-    pub fn contains(self, decoded: u8) -> bool {
-        Self::bit(decoded).is_some_and(|b| self.0 & b != 0)
-    }
-
     /// The escapes as they appear in a normalized path, e.g. `"%2F, %3B"`.
     pub fn escapes(self) -> String {
         DELIMITERS
@@ -98,6 +94,9 @@ impl EncodedSet {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathTraits {
     pub encoded: EncodedSet,
+    /// The readings under which the path may read differently from its exact form
+    /// ([`crate::readings::sensitive`]); exact for most paths, which lets the router skip
+    /// the other readings.
     pub suspect: Reading,
 }
 
@@ -106,20 +105,7 @@ pub struct PathTraits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
     pub path: String,
-    /// The readings under which `path` may read differently from its exact form
-    /// ([`crate::readings::sensitive`]); exact for most paths, which lets the router skip
-    /// the other readings.
-    pub suspect: Reading,
-    pub encoded: EncodedSet,
-}
-
-impl NormalPath {
-    pub fn traits(&self) -> PathTraits {
-        PathTraits {
-            encoded: self.encoded,
-            suspect: self.suspect,
-        }
-    }
+    pub traits: PathTraits,
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -211,8 +197,7 @@ pub fn normalize(path: &str) -> Result<NormalPath, PathError> {
     let suspect = crate::readings::sensitive(&res);
     Ok(NormalPath {
         path: res,
-        suspect,
-        encoded,
+        traits: PathTraits { encoded, suspect },
     })
 }
 
@@ -280,21 +265,22 @@ mod tests {
     fn encoded_delimiters_stay_encoded_and_are_reported() {
         let n = normalize("/a%2fb/c%3bd%3F%23%25%5c").unwrap();
         assert_eq!(n.path, "/a%2Fb/c%3Bd%3F%23%25%5C");
-        assert_eq!(n.encoded.escapes(), "%2F, %5C, %3B, %3F, %23, %25");
+        assert_eq!(n.traits.encoded.escapes(), "%2F, %5C, %3B, %3F, %23, %25");
         // `..%2F` is not a dot segment: it stays one segment.
         assert_eq!(normalize("/a/..%2fb").unwrap().path, "/a/..%2Fb");
         let plain = normalize("/a%20b%e2%82%ac").unwrap();
         assert!(
-            plain.encoded.is_empty(),
+            plain.traits.encoded.is_empty(),
             "space and UTF-8 escapes are not delimiters"
         );
         let allowed = EncodedSet::parse_one("/").unwrap();
         assert_eq!(
-            n.encoded.without(allowed).escapes(),
+            n.traits.encoded.without(allowed).escapes(),
             "%5C, %3B, %3F, %23, %25"
         );
         assert!(normalize("/a%2Fb")
             .unwrap()
+            .traits
             .encoded
             .without(allowed)
             .is_empty());
@@ -303,7 +289,7 @@ mod tests {
     #[test]
     fn allow_encoded_spellings() {
         assert_eq!(EncodedSet::parse_one("%2f"), EncodedSet::parse_one("/"));
-        assert!(EncodedSet::parse_one("%3B").unwrap().contains(b';'));
+        assert_eq!(EncodedSet::parse_one("%3B"), EncodedSet::parse_one(";"));
         assert!(EncodedSet::parse_one("\\0").is_err());
         assert!(EncodedSet::parse_one("%00").unwrap_err().contains("NUL"));
         assert!(EncodedSet::parse_one("a").is_err());
@@ -343,9 +329,13 @@ mod tests {
             "/%7eu",
         ] {
             let n = normalize(p).unwrap();
-            assert_eq!(n.suspect, crate::readings::sensitive(&n.path), "{p}");
+            assert_eq!(n.traits.suspect, crate::readings::sensitive(&n.path), "{p}");
         }
-        assert!(normalize("/svc/api/users/42").unwrap().suspect.is_exact());
-        assert!(!normalize("/%41dmin").unwrap().suspect.is_exact());
+        assert!(normalize("/svc/api/users/42")
+            .unwrap()
+            .traits
+            .suspect
+            .is_exact());
+        assert!(!normalize("/%41dmin").unwrap().traits.suspect.is_exact());
     }
 }

@@ -371,7 +371,7 @@ impl RouteTable {
         if !traits.encoded.is_empty() {
             let decoded = pathnorm::decode_delimiters(path).ok().map(|d| {
                 let exact = self.lookup(host, &d.path, Reading::EXACT);
-                self.agreed(host, &d.path, exact, d.suspect)
+                self.agreed(host, &d.path, exact, d.traits.suspect)
             });
             if !matches!(decoded, Some(Ok(Some(i))) if Some(i) == chosen) {
                 return Err(NoRoute::Ambiguous(Box::new(Ambiguity {
@@ -511,7 +511,7 @@ mod tests {
 
     fn choose<'a>(t: &'a RouteTable, path: &str) -> Result<&'a str, NoRoute> {
         let n = pathnorm::normalize(path).expect("normal path");
-        t.choose(None, &n.path, n.traits()).map(|r| &*r.name)
+        t.choose(None, &n.path, n.traits).map(|r| &*r.name)
     }
 
     fn is_ambiguous(r: Result<&str, NoRoute>) -> bool {

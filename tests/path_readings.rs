@@ -185,22 +185,24 @@ fn check(t: &RouteTable, raw: &str) -> Result<(), String> {
     };
     // The shortcut normalize takes (noting suspect bytes as it decodes) must agree with
     // the full scan: the router skips every other reading when it says "exact".
-    if norm.suspect != portcullis::readings::sensitive(&norm.path) {
+    if norm.traits.suspect != portcullis::readings::sensitive(&norm.path) {
         return Err(format!(
             "{raw}: normalize says {:?}, the scan says {:?}",
-            norm.suspect,
+            norm.traits.suspect,
             portcullis::readings::sensitive(&norm.path)
         ));
     }
-    let chosen = match t.choose(None, &norm.path, norm.traits()) {
+    let chosen = match t.choose(None, &norm.path, norm.traits) {
         Ok(r) => r.name.to_string(),
         Err(NoRoute::Ambiguous(_) | NoRoute::Encoded(_) | NoRoute::Unknown) => return Ok(()),
     };
     let upstream_path = &norm.path;
     let mut views = vec![upstream_path.clone()];
-    if let Some(d) = ref_decode_slash(upstream_path).filter(|_| norm.encoded != EncodedSet::NONE) {
+    if let Some(d) =
+        ref_decode_slash(upstream_path).filter(|_| norm.traits.encoded != EncodedSet::NONE)
+    {
         views.push(d);
-    } else if norm.encoded != EncodedSet::NONE {
+    } else if norm.traits.encoded != EncodedSet::NONE {
         return Err(format!(
             "{raw}: forwarded to {chosen} though decoding its %2F climbs above the root"
         ));
@@ -340,7 +342,7 @@ fn the_reference_agrees_with_plain_paths() {
     ] {
         let n = pathnorm::normalize(path).unwrap();
         assert_eq!(
-            t.choose(None, &n.path, n.traits())
+            t.choose(None, &n.path, n.traits)
                 .map(|r| r.name.to_string())
                 .ok()
                 .as_deref(),
@@ -371,7 +373,7 @@ fn the_reported_bypasses_are_refused() {
     ] {
         let n = pathnorm::normalize(path).unwrap();
         assert!(
-            t.choose(None, &n.path, n.traits()).is_err(),
+            t.choose(None, &n.path, n.traits).is_err(),
             "{path} was routed"
         );
     }

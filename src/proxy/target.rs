@@ -49,7 +49,7 @@ pub(super) fn read(session: &Session, ctx: &mut RequestCtx) -> Result<PathTraits
         };
         Stop::answer(Reply::error(400, code, &e.to_string()))
     })?;
-    let traits = path.traits();
+    let traits = path.traits;
     ctx.path = path.path;
     ctx.query = query;
     Ok(traits)
