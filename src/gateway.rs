@@ -6,8 +6,8 @@
 
 use crate::auth::ratelimit::FailureLimiter;
 use crate::config::{self, Config};
-use crate::ops::metrics::Metrics;
-use crate::session::backend::Store;
+use crate::metrics::Metrics;
+use crate::session::store::Store;
 use crate::session::store::{Clock, MemoryStore, SystemClock};
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
@@ -34,7 +34,7 @@ impl Shared {
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
         let max = config.session.as_ref().map_or(1, |s| s.max_sessions);
         let store = match config.session.as_ref().and_then(|s| s.redis.clone()) {
-            Some(r) => Store::Redis(Arc::new(crate::session::redis::RedisStore::new(
+            Some(r) => Store::Redis(Arc::new(crate::session::store::redis::RedisStore::new(
                 r,
                 max,
                 metrics.clone(),

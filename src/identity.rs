@@ -148,6 +148,38 @@ impl IdentityHeaders {
     }
 }
 
+/// Is this a value we can put in a header and a log field without escaping trouble?
+pub fn plain_text(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control() || c == ',')
+}
+
+/// Check an identity that did not come from the users file (a bearer token's claims, an
+/// upstream's `Portcullis-Login`) by the same rules the users file follows: nothing that
+/// could split a header or a log field.
+pub fn validate_identity(id: &Identity) -> Result<(), String> {
+    if id.user.is_empty()
+        || id.user.len() > 256
+        || !plain_text(&id.user)
+        || id.user.trim() != id.user
+    {
+        return Err("user must be 1-256 characters without control characters, commas or surrounding spaces".into());
+    }
+    if id.email.len() > 256 || !plain_text(&id.email) {
+        return Err("email is too long or contains a control character or comma".into());
+    }
+    if id.groups.len() > 64
+        || id
+            .groups
+            .iter()
+            .any(|g| g.is_empty() || g.len() > 256 || !plain_text(g))
+    {
+        return Err(
+            "groups must be at most 64 non-empty names without control characters or commas".into(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //! `router`, `identity` (owned headers), `csrf`, `session` (cookie, records, stores),
 //! `auth` (the gateway's own endpoints, users), `tokens` (bearer JWTs, identity
 //! assertions, upstream-issued sessions). `config` builds all of it from gateway.toml;
-//! `ops` is what operators watch (admin listener, metrics, logs); `tools` the `demo` and
+//! `metrics` the Prometheus registry every layer counts into (a leaf, so the session
+//! stores can count without importing `ops`); `ops` is what operators watch (admin
+//! listener, logs); `tools` the `demo` and
 //! `echo` commands; `server` and `gateway` wire pingora's services together.
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ pub mod config;
 pub mod csrf;
 pub mod gateway;
 pub mod identity;
+pub mod metrics;
 pub mod ops;
 pub mod pathnorm;
 mod position;

@@ -3,8 +3,8 @@
 
 use crate::config::Config;
 use crate::gateway::Shared;
+use crate::metrics::Metrics;
 use crate::ops::admin::Admin;
-use crate::ops::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::session::persist;
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Metrics(#[from] crate::ops::metrics::MetricsError),
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("session store: {0}")]
     Store(String),
 }

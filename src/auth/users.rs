@@ -1,7 +1,7 @@
 //! The users file: `[[user]]` entries with a name, a password hash (argon2id, or bcrypt
 //! `$2b$`/`$2y$` from an htpasswd file), an email and groups.
 
-use crate::identity::Identity;
+use crate::identity::{plain_text, Identity};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
@@ -51,37 +51,6 @@ impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Users({} users)", self.by_name.len())
     }
-}
-
-/// Is this a value we can put in a header and a log field without escaping trouble?
-fn plain_text(s: &str) -> bool {
-    !s.chars().any(|c| c.is_control() || c == ',')
-}
-
-/// Check an identity that did not come from the users file (an upstream's
-/// `Portcullis-Login`) by the same rules the users file follows.
-pub fn validate_identity(id: &Identity) -> Result<(), String> {
-    if id.user.is_empty()
-        || id.user.len() > 256
-        || !plain_text(&id.user)
-        || id.user.trim() != id.user
-    {
-        return Err("user must be 1-256 characters without control characters, commas or surrounding spaces".into());
-    }
-    if id.email.len() > 256 || !plain_text(&id.email) {
-        return Err("email is too long or contains a control character or comma".into());
-    }
-    if id.groups.len() > 64
-        || id
-            .groups
-            .iter()
-            .any(|g| g.is_empty() || g.len() > 256 || !plain_text(g))
-    {
-        return Err(
-            "groups must be at most 64 non-empty names without control characters or commas".into(),
-        );
-    }
-    Ok(())
 }
 
 impl Users {

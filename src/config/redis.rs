@@ -9,7 +9,7 @@
 use super::file::RedisSection;
 use super::{ConfigError, Source};
 use crate::secret::Secret;
-pub use crate::session::redis::{RedisConfig, RedisTarget};
+pub use crate::session::store::redis::{RedisConfig, RedisTarget};
 use std::time::Duration;
 
 /// Split `scheme://[userinfo@]hosts[/rest]`.

@@ -1,6 +1,5 @@
 //! What operators watch: the admin listener (`/healthz`, `/readyz`, `/metrics`,
-//! `/sessions`), the Prometheus metrics, and the structured logs.
+//! `/sessions`) and the structured logs. The metrics themselves are `crate::metrics`.
 
 pub mod admin;
 pub mod logging;
-pub mod metrics;

@@ -2,7 +2,7 @@
 //! metrics, labelled by route name, never by path or user.
 
 use super::Gateway;
-use crate::ops::metrics::method_label;
+use crate::metrics::method_label;
 use crate::request::{client_ip, RequestCtx};
 use pingora::proxy::Session;
 use pingora::Error;

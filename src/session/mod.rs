@@ -1,11 +1,9 @@
 //! Sessions at the edge: keys, the cookie, the store, and the per-request lookup.
 
-pub mod backend;
 pub mod codec;
 pub mod cookie;
 pub mod keys;
 pub mod persist;
-pub mod redis;
 mod settings;
 pub mod stateless;
 pub mod store;
@@ -13,9 +11,9 @@ pub mod store;
 pub use settings::{SameSite, SessionConfig};
 
 use crate::identity::Identity;
-use backend::Store;
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
+use store::Store;
 use store::{Clock, Expiry, SessionRecord, StoreError};
 
 /// The outcome of looking up the session a request carries.

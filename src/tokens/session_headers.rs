@@ -79,7 +79,7 @@ fn parse_login(value: &[u8]) -> Instruction {
         email: login.email,
         groups: login.groups,
     };
-    match crate::auth::users::validate_identity(&id) {
+    match crate::identity::validate_identity(&id) {
         Ok(()) => Instruction::Login(id),
         Err(e) => Instruction::Invalid(format!("Portcullis-Login: {e}")),
     }

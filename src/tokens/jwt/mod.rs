@@ -201,7 +201,7 @@ impl Issuer {
             groups,
         };
         // The same rules as the users file: nothing that could split or forge a header.
-        crate::auth::users::validate_identity(&id).map_err(|_| Rejection::Claims)?;
+        crate::identity::validate_identity(&id).map_err(|_| Rejection::Claims)?;
         Ok(id)
     }
 }

@@ -28,11 +28,11 @@ mod settings;
 
 pub use settings::{RedisConfig, RedisTarget};
 
-use super::cookie::StoreKey;
-use super::keys::KeyRing;
-use super::store::{SessionRecord, StoreError};
-use super::SessionConfig;
-use crate::ops::metrics::Metrics;
+use super::record::{SessionRecord, StoreError};
+use crate::metrics::Metrics;
+use crate::session::cookie::StoreKey;
+use crate::session::keys::KeyRing;
+use crate::session::SessionConfig;
 use futures_util::StreamExt;
 use link::Link;
 use std::collections::HashMap;
@@ -323,7 +323,7 @@ impl Inner {
         if batch.is_empty() {
             return;
         }
-        let now = super::store::Clock::now_ms(&super::store::SystemClock);
+        let now = super::record::Clock::now_ms(&super::record::SystemClock);
         let mut pipe = redis::pipe();
         let mut written = Vec::new();
         for (key, p) in &batch {

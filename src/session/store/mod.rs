@@ -1,11 +1,19 @@
-//! The configured session store: one type over every backend, so that callers (the
-//! request path, the auth endpoints, the admin API) never name a backend. It lives apart
-//! from `store` (the record types and the memory store) so that the backends import
-//! `store` and this module imports the backends, never the other way round.
+//! Session stores, one file per backend (`memory`, `redis/`), and `Store`: one type over
+//! all of them, so that callers (the request path, the auth endpoints, the admin API)
+//! never name a backend. The backends import `record` (what every store holds); only this
+//! module names the backends.
 
-use super::cookie::StoreKey;
-use super::redis::RedisStore;
-use super::store::{MemoryStore, SessionRecord, SessionStore, StoreError};
+pub mod memory;
+pub mod record;
+pub mod redis;
+
+pub use memory::MemoryStore;
+pub use record::{
+    is_expired, Clock, Expiry, ManualClock, SessionRecord, SessionStore, StoreError, SystemClock,
+};
+
+use crate::session::cookie::StoreKey;
+use redis::RedisStore;
 use std::sync::Arc;
 
 /// The configured session store. An enum rather than a trait object: the memory store's
@@ -20,7 +28,7 @@ pub enum Store {
 impl Store {
     pub async fn create(
         &self,
-        cfg: &super::SessionConfig,
+        cfg: &crate::session::SessionConfig,
         key: StoreKey,
         rec: SessionRecord,
     ) -> Result<Arc<SessionRecord>, StoreError> {
@@ -36,7 +44,7 @@ impl Store {
 
     pub async fn load(
         &self,
-        cfg: &super::SessionConfig,
+        cfg: &crate::session::SessionConfig,
         key: &StoreKey,
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         match self {
@@ -47,7 +55,7 @@ impl Store {
 
     pub fn touch(
         &self,
-        cfg: &super::SessionConfig,
+        cfg: &crate::session::SessionConfig,
         key: &StoreKey,
         rec: &Arc<SessionRecord>,
         now_ms: u64,
@@ -97,7 +105,10 @@ impl Store {
 
     /// `store = "cookie"`: the shared deny-list, when Redis holds it. The in-process
     /// deny-list (`stateless::DenyList`) is checked by the caller either way.
-    pub async fn is_denied(&self, s: &super::stateless::Sealed) -> Result<bool, StoreError> {
+    pub async fn is_denied(
+        &self,
+        s: &crate::session::stateless::Sealed,
+    ) -> Result<bool, StoreError> {
         match self {
             Self::Memory(_) => Ok(false),
             Self::Redis(r) => Box::pin(r.is_denied(&s.id, &s.identity.user, s.created_ms)).await,

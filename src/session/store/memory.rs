@@ -1,113 +1,8 @@
-//! The session store interface and the in-memory store (moka).
-//!
-//! The store only keeps records; expiry policy (idle and absolute) is decided by the caller
-//! with an injectable clock, so tests can move time and every backend enforces the same
-//! rules.
+//! `store = "memory"` (the default): sessions in this process, in a bounded moka cache.
 
-use super::cookie::StoreKey;
-use crate::identity::Identity;
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::record::{SessionRecord, SessionStore, StoreError};
+use crate::session::cookie::StoreKey;
 use std::sync::Arc;
-
-/// A stored session. Times are milliseconds since the Unix epoch.
-#[derive(Debug)]
-pub struct SessionRecord {
-    pub identity: Arc<Identity>,
-    pub created_ms: u64,
-    last_seen_ms: AtomicU64,
-    /// The `last_seen_ms` the shared store (Redis) last recorded; touches are written back
-    /// only when this falls `touch_interval` behind.
-    persisted_ms: AtomicU64,
-}
-
-impl SessionRecord {
-    pub fn new(identity: Identity, created_ms: u64) -> Self {
-        Self {
-            identity: Arc::new(identity),
-            created_ms,
-            last_seen_ms: AtomicU64::new(created_ms),
-            persisted_ms: AtomicU64::new(created_ms),
-        }
-    }
-
-    pub fn restored(identity: Identity, created_ms: u64, last_seen_ms: u64) -> Self {
-        Self {
-            identity: Arc::new(identity),
-            created_ms,
-            last_seen_ms: AtomicU64::new(last_seen_ms),
-            persisted_ms: AtomicU64::new(last_seen_ms),
-        }
-    }
-
-    pub fn last_seen_ms(&self) -> u64 {
-        self.last_seen_ms.load(Ordering::Relaxed)
-    }
-
-    pub fn seen(&self, now_ms: u64) {
-        self.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
-    }
-
-    pub fn persisted_ms(&self) -> u64 {
-        self.persisted_ms.load(Ordering::Relaxed)
-    }
-
-    pub fn set_persisted(&self, ms: u64) {
-        self.persisted_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("session store unavailable: {0}")]
-    Unavailable(String),
-    /// The session cannot be created as asked (e.g. too large for a cookie session).
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Create / load / touch / delete sessions. Implementations must never return a record
-/// under a key it was not created with: an evicted session is simply gone.
-pub trait SessionStore: Send + Sync + std::fmt::Debug {
-    fn create(&self, key: StoreKey, rec: SessionRecord) -> Result<(), StoreError>;
-    fn load(&self, key: &StoreKey) -> Result<Option<Arc<SessionRecord>>, StoreError>;
-    /// Slide the idle expiry.
-    fn touch(&self, key: &StoreKey, rec: &SessionRecord, now_ms: u64) -> Result<(), StoreError>;
-    fn delete(&self, key: &StoreKey) -> Result<bool, StoreError>;
-    /// Revoke every session of `user`; returns how many were removed.
-    fn delete_user(&self, user: &str) -> Result<usize, StoreError>;
-    /// Number of sessions held (approximate for caches).
-    fn count(&self) -> u64;
-    /// Is the store able to serve (used by `/readyz`)?
-    fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// Time source; tests inject a manual clock to move through idle and absolute expiry.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now_ms(&self) -> u64;
-}
-
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(pub AtomicU64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// In-memory store: a bounded moka cache. When full, moka evicts by its TinyLFU policy;
 /// an evicted session is gone (its owner logs in again), never handed to anyone else.
@@ -135,7 +30,7 @@ impl MemoryStore {
     pub fn sweep(&self, now_ms: u64, idle_ms: u64, absolute_ms: u64) -> usize {
         let mut n = 0;
         for (k, v) in self.cache.iter() {
-            if is_expired(&v, now_ms, idle_ms, absolute_ms).is_some() {
+            if super::record::is_expired(&v, now_ms, idle_ms, absolute_ms).is_some() {
                 self.cache.invalidate(&*k);
                 n += 1;
             }
@@ -156,7 +51,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn touch(&self, _key: &StoreKey, rec: &SessionRecord, now_ms: u64) -> Result<(), StoreError> {
-        rec.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
+        rec.seen(now_ms);
         Ok(())
     }
 
@@ -183,31 +78,11 @@ impl SessionStore for MemoryStore {
     }
 }
 
-/// Why a record is no longer valid, if it is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    Idle,
-    Absolute,
-}
-
-pub fn is_expired(
-    rec: &SessionRecord,
-    now_ms: u64,
-    idle_ms: u64,
-    absolute_ms: u64,
-) -> Option<Expiry> {
-    if now_ms >= rec.created_ms.saturating_add(absolute_ms) {
-        Some(Expiry::Absolute)
-    } else if now_ms >= rec.last_seen_ms().saturating_add(idle_ms) {
-        Some(Expiry::Idle)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
+    use crate::session::store::record::{is_expired, Expiry};
 
     fn id(user: &str) -> Identity {
         Identity {
