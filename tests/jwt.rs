@@ -1,5 +1,6 @@
-//! Bearer JWTs on `bearer = true` routes. Tokens are signed by an independent
-//! implementation (the `jsonwebtoken` crate) with keys made here (openssl for RSA, ring for
+//! Bearer JWTs on `bearer = true` routes. Tokens are signed by the `jsonwebtoken` crate and,
+//! since the gateway verifies with that crate's ring code too, also by an independent
+//! implementation (PyJWT on `cryptography`), with keys made here (openssl for RSA, ring for
 //! P-256 and Ed25519); a JWKS is served over real HTTPS by a small server in this file.
 
 mod common;
@@ -27,6 +28,8 @@ struct TestKey {
     alg: Algorithm,
     enc: EncodingKey,
     jwk: serde_json::Value,
+    /// The private key as PKCS#8 DER or PEM, for PyJWT.
+    private: Vec<u8>,
 }
 
 fn rsa_key(dir: &TempDir, name: &str, kid: &str) -> TestKey {
@@ -62,6 +65,7 @@ fn rsa_key(dir: &TempDir, name: &str, kid: &str) -> TestKey {
         enc: EncodingKey::from_rsa_pem(&pem).unwrap(),
         jwk: serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
             "n": URL_SAFE_NO_PAD.encode(n), "e": "AQAB"}),
+        private: pem,
     }
 }
 
@@ -76,6 +80,7 @@ fn ec_key(kid: &str) -> TestKey {
         enc: EncodingKey::from_ec_der(der.as_ref()),
         jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid,
             "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65])}),
+        private: der.as_ref().to_vec(),
     }
 }
 
@@ -88,6 +93,7 @@ fn ed_key(kid: &str) -> TestKey {
         enc: EncodingKey::from_ed_der(der.as_ref()),
         jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": kid,
             "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}),
+        private: der.as_ref().to_vec(),
     }
 }
 
@@ -104,6 +110,50 @@ fn sign(key: &TestKey, claims: &serde_json::Value) -> String {
     let mut h = Header::new(key.alg);
     h.kid = key.jwk["kid"].as_str().map(str::to_string);
     jsonwebtoken::encode(&h, claims, &key.enc).unwrap()
+}
+
+/// Sign `claims` with PyJWT, the key read from `path` (PEM, PKCS#8 DER, or the HMAC secret).
+fn pyjwt_sign(path: &std::path::Path, key: &TestKey, claims: &serde_json::Value) -> String {
+    let alg = match key.alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::ES256 => "ES256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "HS256",
+    };
+    let script = r#"
+import json, sys, jwt
+from cryptography.hazmat.primitives import serialization as s
+path, alg, kid, claims = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+raw = open(path, "rb").read()
+if alg == "HS256":
+    key = raw
+elif raw.startswith(b"-----"):
+    key = s.load_pem_private_key(raw, None)
+elif alg == "EdDSA":
+    # ring writes PKCS#8 v2 (RFC 5958, with the public key), which cryptography does not
+    # read; the 32-byte seed sits at a fixed offset in ring's encoding.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.from_private_bytes(raw[16:48])
+else:
+    key = s.load_der_private_key(raw, None)
+headers = {"kid": kid} if kid else None
+print(jwt.encode(claims, key, algorithm=alg, headers=headers))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .arg(alg)
+        .arg(key.jwk["kid"].as_str().unwrap_or(""))
+        .arg(claims.to_string())
+        .output()
+        .expect("python3 with PyJWT is required (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "PyJWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn bearer(token: &str) -> String {
@@ -151,6 +201,7 @@ fn bearer_tokens_of_every_algorithm_pass_and_forgeries_get_401() {
         alg: Algorithm::HS256,
         enc: EncodingKey::from_secret(HS_SECRET.as_bytes()),
         jwk: serde_json::json!({}),
+        private: HS_SECRET.as_bytes().to_vec(),
     };
     let mut valid = Vec::new();
     for (key, iss) in [
@@ -178,6 +229,32 @@ fn bearer_tokens_of_every_algorithm_pass_and_forgeries_get_401() {
         assert_eq!(r.upstream_header("x-forwarded-groups"), vec!["dev,ops"]);
         assert!(r.upstream_header("x_forwarded_groups").is_empty());
         valid.push(t);
+    }
+
+    // The same four algorithms signed by PyJWT: the gateway's verifier is not only
+    // checked against the crate it is built on.
+    for (key, iss, file) in [
+        (&rsa, "https://idp.test", "py-rsa.key"),
+        (&ec, "https://idp.test", "py-ec.key"),
+        (&ed, "https://idp.test", "py-ed.key"),
+        (&hs, "https://hs.test", "py-hs.key"),
+    ] {
+        let path = dir.path(file);
+        std::fs::write(&path, &key.private).unwrap();
+        let t = pyjwt_sign(&path, key, &claims(iss, "carol"));
+        let r = get(h, "/api/items", &[("Authorization", &bearer(&t))]);
+        assert_eq!(r.status, 200, "PyJWT {:?}: {}", key.alg, r.body);
+        assert_eq!(r.upstream_header("x-forwarded-user"), vec!["carol"]);
+        // One byte of PyJWT's signature changed: refused.
+        let mut b = t.into_bytes();
+        let i = b.len() - 10;
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        let r = get(
+            h,
+            "/api/items",
+            &[("Authorization", &bearer(&String::from_utf8(b).unwrap()))],
+        );
+        assert_eq!(r.status, 401, "PyJWT {:?} flipped", key.alg);
     }
 
     // No token: 401 with a Bearer challenge (an API client is not sent to a login form).

@@ -125,7 +125,7 @@ pub(crate) fn issuers(src: &Source<'_>, sections: Vec<JwtSection>) -> Result<Iss
                 KeySource::Static(Arc::new(KeySet {
                     keys: vec![jwks::Jwk {
                         kid: None,
-                        key: Key::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret)),
+                        key: Key::hmac(secret),
                     }],
                 }))
             }

@@ -105,25 +105,23 @@ fn one(m: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Jwk>, St
             if n.len() < 256 {
                 return Err(format!("RSA modulus of {} bits is too short", n.len() * 8));
             }
-            Key::Rsa { n, e }
+            Key::rsa(&n, &e)
         }
         ("EC", Some("P-256")) => {
             let (x, y) = (bytes(m, "x")?, bytes(m, "y")?);
             if x.len() != 32 || y.len() != 32 {
                 return Err("P-256 coordinates must be 32 bytes".into());
             }
-            let mut point = Vec::with_capacity(65);
-            point.push(4);
-            point.extend(x);
-            point.extend(y);
-            Key::P256(point)
+            Key::p256(member(m, "x").unwrap_or(""), member(m, "y").unwrap_or(""))
+                .map_err(|_| "P-256 coordinates are not base64url".to_string())?
         }
         ("OKP", Some("Ed25519")) => {
             let x = bytes(m, "x")?;
             if x.len() != 32 {
                 return Err("Ed25519 key must be 32 bytes".into());
             }
-            Key::Ed25519(x)
+            Key::ed25519(member(m, "x").unwrap_or(""))
+                .map_err(|_| "Ed25519 key is not base64url".to_string())?
         }
         ("oct", _) => {
             return Err("symmetric keys are not taken from a JWKS; use secret_file".into())

@@ -1,13 +1,18 @@
 //! JWS compact serialization (RFC 7515) and the four signature algorithms we accept.
 //!
-//! Every key is typed by what it can verify: an RSA key only checks RS256, a P-256 key only
-//! ES256, an Ed25519 key only EdDSA and a secret only HS256. Algorithm confusion (an RSA
-//! public key fed to HMAC as a "secret") therefore cannot be expressed: `verify` refuses any
-//! (algorithm, key) pair that does not belong together before touching the signature.
+//! The signatures are checked by `jsonwebtoken` (on the same `ring` the rest of the
+//! gateway uses); what stays here is the part that crate leaves to its caller or does
+//! differently: the structure check (size bound, exactly three canonical base64url
+//! segments, and refusing `crit`/`b64` as RFC 7515 §4.1.11 requires, which the crate's
+//! header type silently ignores) and binding each key to one algorithm. Every key is typed
+//! by what it can verify: an RSA key only checks RS256, a P-256 key only ES256, an Ed25519
+//! key only EdDSA and a secret only HS256, so algorithm confusion (a public key fed to
+//! HMAC as a "secret") cannot be expressed. ID tokens and logout tokens go through the
+//! same `parse` and `verify`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::signature::{self, UnparsedPublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 /// Tokens longer than this are refused before any decoding (a JWT is a header value).
@@ -42,40 +47,59 @@ impl Alg {
     }
 }
 
-/// A verification key.
-pub enum Key {
-    /// Big-endian modulus (no leading zeros) and exponent.
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// Uncompressed SEC1 point: 0x04 ‖ X ‖ Y.
-    P256(Vec<u8>),
-    Ed25519(Vec<u8>),
-    Hmac(ring::hmac::Key),
+/// A verification key: the `jsonwebtoken` key, tagged with the one algorithm it may
+/// verify. The tag is what stops algorithm confusion: `jsonwebtoken::crypto::verify` takes
+/// the algorithm from its caller and would run HMAC over an EC key's bytes if asked (only
+/// its high-level `decode` compares key family and algorithm), so `verify` below refuses a
+/// mismatched pair before the crate sees it.
+#[derive(Clone)]
+pub struct Key {
+    alg: Alg,
+    key: DecodingKey,
 }
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Rsa { .. } => "Key::Rsa",
-            Self::P256(_) => "Key::P256",
-            Self::Ed25519(_) => "Key::Ed25519",
-            // Never print a secret.
-            Self::Hmac(_) => "Key::Hmac(<redacted>)",
-        })
+        // Never print a secret; the algorithm says what kind of key it is.
+        write!(f, "Key({})", self.alg.as_str())
     }
 }
 
 impl Key {
+    /// Big-endian modulus and exponent (leading zeros removed by the caller).
+    pub fn rsa(n: &[u8], e: &[u8]) -> Self {
+        Self {
+            alg: Alg::Rs256,
+            key: DecodingKey::from_rsa_raw_components(n, e),
+        }
+    }
+
+    /// P-256 affine coordinates, base64url as in a JWK (`x`, `y`).
+    pub fn p256(x: &str, y: &str) -> Result<Self, Malformed> {
+        Ok(Self {
+            alg: Alg::Es256,
+            key: DecodingKey::from_ec_components(x, y).map_err(|_| Malformed::Base64)?,
+        })
+    }
+
+    /// An Ed25519 public key, base64url as in a JWK (`x`).
+    pub fn ed25519(x: &str) -> Result<Self, Malformed> {
+        Ok(Self {
+            alg: Alg::EdDsa,
+            key: DecodingKey::from_ed_components(x).map_err(|_| Malformed::Base64)?,
+        })
+    }
+
+    pub fn hmac(secret: &[u8]) -> Self {
+        Self {
+            alg: Alg::Hs256,
+            key: DecodingKey::from_secret(secret),
+        }
+    }
+
     /// The one algorithm this key verifies.
     pub fn alg(&self) -> Alg {
-        match self {
-            Self::Rsa { .. } => Alg::Rs256,
-            Self::P256(_) => Alg::Es256,
-            Self::Ed25519(_) => Alg::EdDsa,
-            Self::Hmac(_) => Alg::Hs256,
-        }
+        self.alg
     }
 }
 
@@ -116,7 +140,8 @@ pub struct Compact<'a> {
     /// `BASE64URL(header) '.' BASE64URL(payload)`: what the signature covers.
     pub signing_input: &'a [u8],
     pub payload: Vec<u8>,
-    pub signature: Vec<u8>,
+    /// The signature segment as sent (base64url, already checked to decode).
+    pub signature: &'a str,
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, Malformed> {
@@ -145,28 +170,28 @@ pub fn parse(token: &str) -> Result<Compact<'_>, Malformed> {
         header,
         signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         payload: b64(p)?,
-        signature: b64(s)?,
+        signature: {
+            b64(s)?;
+            s
+        },
     })
 }
 
-/// Check `sig` over `msg` with `key` under `alg`. `false` for any mismatch, including a key
-/// that does not belong to `alg`.
-pub fn verify(alg: Alg, key: &Key, msg: &[u8], sig: &[u8]) -> bool {
-    match (alg, key) {
-        (Alg::Rs256, Key::Rsa { n, e }) => signature::RsaPublicKeyComponents { n, e }
-            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
-            .is_ok(),
-        (Alg::Es256, Key::P256(point)) => {
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(msg, sig)
-                .is_ok()
+impl Alg {
+    fn jose(self) -> Algorithm {
+        match self {
+            Self::Rs256 => Algorithm::RS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Hs256 => Algorithm::HS256,
         }
-        (Alg::EdDsa, Key::Ed25519(x)) => UnparsedPublicKey::new(&signature::ED25519, x)
-            .verify(msg, sig)
-            .is_ok(),
-        (Alg::Hs256, Key::Hmac(k)) => ring::hmac::verify(k, msg, sig).is_ok(),
-        _ => false,
     }
+}
+
+/// Check the base64url signature `sig` over `msg` with `key` under `alg`. `false` for any
+/// mismatch, including a key that does not belong to `alg` (refused before any crypto).
+pub fn verify(alg: Alg, key: &Key, msg: &[u8], sig: &str) -> bool {
+    key.alg == alg && jsonwebtoken::crypto::verify(sig, msg, &key.key, alg.jose()).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -217,23 +242,17 @@ pub(crate) mod tests {
         URL_SAFE_NO_PAD.decode(s).unwrap()
     }
     fn keys() -> Vec<Key> {
-        let mut point = vec![4u8];
-        point.extend(d(A3_X));
-        point.extend(d(A3_Y));
         vec![
-            Key::Hmac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &d(A1_KEY))),
-            Key::Rsa {
-                n: d(A2_N),
-                e: d("AQAB"),
-            },
-            Key::P256(point),
-            Key::Ed25519(d(ED_X)),
+            Key::hmac(&d(A1_KEY)),
+            Key::rsa(&d(A2_N), &d("AQAB")),
+            Key::p256(A3_X, A3_Y).unwrap(),
+            Key::ed25519(ED_X).unwrap(),
         ]
     }
     fn check(token: &str, key: &Key) -> bool {
         let c = parse(token).unwrap();
         let alg = Alg::parse(&c.header.alg).unwrap();
-        verify(alg, key, c.signing_input, &c.signature)
+        verify(alg, key, c.signing_input, c.signature)
     }
 
     #[test]
@@ -260,11 +279,16 @@ pub(crate) mod tests {
             let alg = Alg::parse(&c.header.alg).unwrap();
             let mut msg = c.signing_input.to_vec();
             msg[5] ^= 1;
-            assert!(!verify(alg, k, &msg, &c.signature));
-            let mut sig = c.signature.clone();
+            assert!(!verify(alg, k, &msg, c.signature));
+            let mut sig = d(c.signature);
             let last = sig.len() - 1;
             sig[last] ^= 1;
-            assert!(!verify(alg, k, c.signing_input, &sig));
+            assert!(!verify(
+                alg,
+                k,
+                c.signing_input,
+                &URL_SAFE_NO_PAD.encode(sig)
+            ));
         }
     }
 
@@ -278,8 +302,29 @@ pub(crate) mod tests {
             &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &n),
             forged_msg,
         );
-        let rsa = Key::Rsa { n, e: d("AQAB") };
-        assert!(!verify(Alg::Hs256, &rsa, forged_msg, tag.as_ref()));
+        let rsa = Key::rsa(&n, &d("AQAB"));
+        assert!(!verify(
+            Alg::Hs256,
+            &rsa,
+            forged_msg,
+            &URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ));
+        // The same attack with an EC key, whose bytes the crate would feed to HMAC as they
+        // are if the algorithm were not bound to the key.
+        let mut point = vec![4u8];
+        point.extend(d(A3_X));
+        point.extend(d(A3_Y));
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &point),
+            forged_msg,
+        );
+        let ec = Key::p256(A3_X, A3_Y).unwrap();
+        assert!(!verify(
+            Alg::Hs256,
+            &ec,
+            forged_msg,
+            &URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ));
     }
 
     #[test]

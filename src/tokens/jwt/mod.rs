@@ -118,7 +118,7 @@ impl Issuers {
         let mut valid = false;
         for key in set.candidates(alg, kid) {
             tried = true;
-            if jws::verify(alg, key, c.signing_input, &c.signature) {
+            if jws::verify(alg, key, c.signing_input, c.signature) {
                 valid = true;
                 break;
             }
@@ -216,7 +216,6 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn issuers() -> Issuers {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET);
         Issuers {
             list: vec![Issuer {
                 issuer: "https://idp.test".into(),
@@ -225,7 +224,7 @@ mod tests {
                 keys: KeySource::Static(Arc::new(jwks::KeySet {
                     keys: vec![jwks::Jwk {
                         kid: None,
-                        key: jws::Key::Hmac(key),
+                        key: jws::Key::hmac(SECRET),
                     }],
                 })),
                 user_claim: "sub".into(),
