@@ -29,18 +29,24 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Fails only when the Redis store cannot be set up (its runtime); Redis itself is
-    /// connected lazily.
+    /// Fails only when a shared store cannot be set up (its runtime); Redis and memcached
+    /// themselves are connected lazily.
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
         let max = config.session.as_ref().map_or(1, |s| s.max_sessions);
-        let store = match config.session.as_ref().and_then(|s| s.redis.clone()) {
-            Some(r) => Store::Redis(Arc::new(crate::session::store::redis::RedisStore::new(
-                r,
-                max,
-                metrics.clone(),
-            )?)),
-            None => Store::Memory(Arc::new(MemoryStore::new(max))),
-        };
+        let session = config.session.as_ref();
+        let store =
+            match (
+                session.and_then(|s| s.redis.clone()),
+                session.and_then(|s| s.memcached.clone()),
+            ) {
+                (Some(r), _) => Store::Redis(Arc::new(
+                    crate::session::store::redis::RedisStore::new(r, max, metrics.clone())?,
+                )),
+                (None, Some(m)) => Store::Memcached(Arc::new(
+                    crate::session::store::memcached::MemcachedStore::new(m, max, metrics.clone())?,
+                )),
+                (None, None) => Store::Memory(Arc::new(MemoryStore::new(max))),
+            };
         let (limit, window) = config.auth.login_attempts;
         let cert = config
             .tls
@@ -95,6 +101,10 @@ impl Shared {
         };
         if redis_of(&new) != redis_of(&old) {
             tracing::warn!("the Redis session store (url, key prefix) changes only on restart; keeping the old one");
+        }
+        let memcached_of = |c: &Config| c.session.as_ref().and_then(|s| s.memcached.clone());
+        if memcached_of(&new) != memcached_of(&old) {
+            tracing::warn!("[memcached] changes only on restart; keeping the old settings");
         }
         if new.http != old.http
             || new.tls.as_ref().map(|t| &t.https) != old.tls.as_ref().map(|t| &t.https)

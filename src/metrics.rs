@@ -21,6 +21,10 @@ pub struct Metrics {
     pub bearer_tokens: IntCounterVec,
     pub redis_duration: HistogramVec,
     pub redis_errors: IntCounterVec,
+    /// Memcached (`store` = "memcached"); Redis keeps its own names above, which
+    /// dashboards already use.
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
     pub session_cache: IntCounterVec,
     pub session_invalidations: IntCounter,
 }
@@ -117,6 +121,23 @@ impl Metrics {
             ),
             &["op"],
         )?;
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_store_duration_seconds",
+                "Latency of shared session store operations other than Redis",
+            )
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["store", "op"],
+        )?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_store_errors_total",
+                "Failed shared session store operations other than Redis (timeouts included)",
+            ),
+            &["store", "op"],
+        )?;
         let session_cache = IntCounterVec::new(
             Opts::new(
                 "portcullis_session_cache_total",
@@ -149,6 +170,8 @@ impl Metrics {
         registry.register(Box::new(bearer_tokens.clone()))?;
         registry.register(Box::new(redis_duration.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(store_duration.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(session_invalidations.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -176,6 +199,8 @@ impl Metrics {
             bearer_tokens,
             redis_duration,
             redis_errors,
+            store_duration,
+            store_errors,
             session_cache,
             session_invalidations,
         })

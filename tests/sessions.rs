@@ -20,6 +20,8 @@ struct Opts {
     extra_users: usize,
     /// Set by `env` for store = "redis".
     redis: Option<SocketAddr>,
+    /// Set by `env` for store = "memcached".
+    memcached: Option<SocketAddr>,
 }
 
 impl Default for Opts {
@@ -34,6 +36,7 @@ impl Default for Opts {
             token: false,
             extra_users: 0,
             redis: None,
+            memcached: None,
         }
     }
 }
@@ -78,6 +81,8 @@ fn write_config(dir: &TempDir, a: &Addrs, echo: SocketAddr, o: &Opts) -> std::pa
     // Batched touches must fit the short idle timeouts some tests use.
     let redis = o.redis.map_or(String::new(), |a| {
         format!("[redis]\nurl = \"redis://{a}/0\"\ntouch_interval = \"1s\"\n")
+    }) + &o.memcached.map_or(String::new(), |a| {
+        format!("[memcached]\nservers = [\"{a}\"]\ntouch_interval = \"1s\"\n")
     });
     dir.write(
         "gateway.toml",
@@ -135,7 +140,7 @@ issues_sessions = true
 }
 
 struct Env {
-    // Dropped last: the gateway goes before its Redis.
+    // Dropped last: the gateway goes before its Redis or memcached.
     _redis: Option<Proc>,
     dir: TempDir,
     _echo: Proc,
@@ -148,11 +153,19 @@ fn env(tag: &str, mut o: Opts) -> Env {
     let dir = TempDir::new(tag);
     let (echo_proc, echo) = common::echo("app", &dir);
     let addrs = Addrs::new();
-    let redis = (o.store == "redis").then(|| {
-        let (p, a) = redis_server(&dir);
-        o.redis = Some(a);
-        p
-    });
+    let redis = (o.store == "redis")
+        .then(|| {
+            let (p, a) = redis_server(&dir);
+            o.redis = Some(a);
+            p
+        })
+        .or_else(|| {
+            (o.store == "memcached").then(|| {
+                let (p, a) = memcached(&dir);
+                o.memcached = Some(a);
+                p
+            })
+        });
     let cfg = write_config(&dir, &addrs, echo, &o);
     let g = start_gateway(&dir, &cfg, &addrs, false);
     Env {
@@ -654,12 +667,22 @@ fn idle_and_absolute_expiry(store: &'static str) {
     let w = session_of(h, "alice", "alice-pw");
     // Redis writes touches back in batches, so its idle deadline is idle_timeout +
     // touch_interval (1 s here): the documented bound.
-    let slack = if store == "redis" { 1000 } else { 0 };
+    let slack = if store == "redis" || store == "memcached" {
+        1000
+    } else {
+        0
+    };
     std::thread::sleep(Duration::from_millis(2300 + slack));
     assert_eq!(api(h, "/app", &with_cookie(&w)).status, 401, "idle expiry");
-    assert!(admin_get(&e.g, "/metrics")
-        .body
-        .contains("portcullis_session_lookups_total{result=\"expired\"} 2"));
+    let m = admin_get(&e.g, "/metrics").body;
+    assert!(
+        m.contains("portcullis_session_lookups_total{result=\"expired\"} 2"),
+        "{}",
+        m.lines()
+            .filter(|l| l.starts_with("portcullis_session_lookups_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 fn restart(e: &mut Env) {
@@ -1084,6 +1107,9 @@ macro_rules! for_each_backend {
         }
         mod redis_store {
             $( #[test] fn $name() { super::$name("redis") } )*
+        }
+        mod memcached_store {
+            $( #[test] fn $name() { super::$name("memcached") } )*
         }
     };
 }

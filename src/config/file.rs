@@ -53,6 +53,7 @@ pub struct FileConfig {
     pub admin: AdminSection,
     pub session: Option<SessionSection>,
     pub redis: Option<Spanned<RedisSection>>,
+    pub memcached: Option<Spanned<MemcachedSection>>,
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
@@ -140,6 +141,7 @@ pub enum SameSiteStr {
 pub enum StoreKind {
     Memory,
     Redis,
+    Memcached,
     Cookie,
 }
 
@@ -200,6 +202,29 @@ pub struct RedisSection {
     pub touch_interval: Spanned<DurationStr>,
     #[serde(default = "default_near_cache_ttl")]
     pub near_cache_ttl: Spanned<DurationStr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemcachedSection {
+    #[serde(default = "default_memcached_servers")]
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: Spanned<String>,
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: Spanned<DurationStr>,
+    #[serde(default = "default_touch_interval")]
+    pub touch_interval: Spanned<DurationStr>,
+    /// No invalidation channel: off unless the operator accepts delayed logouts.
+    #[serde(default = "default_memcached_near_cache_ttl")]
+    pub near_cache_ttl: Spanned<DurationStr>,
+}
+
+fn default_memcached_servers() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "127.0.0.1:11211".into())])
+}
+fn default_memcached_near_cache_ttl() -> Spanned<DurationStr> {
+    Spanned::new(0..0, d(0))
 }
 
 fn default_redis_url() -> Spanned<String> {

@@ -3,6 +3,7 @@
 
 pub mod file;
 mod jwt;
+pub mod memcached;
 pub mod redis;
 pub mod runtime;
 

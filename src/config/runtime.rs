@@ -150,9 +150,21 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             "[redis] needs a [session] section with store = \"redis\"",
         ));
     }
+    if let (Some(m), None) = (&f.memcached, &f.session) {
+        return Err(src.at(
+            m.span(),
+            "[memcached] needs a [session] section with store = \"memcached\"",
+        ));
+    }
     let session = match f.session {
         None => None,
-        Some(s) => Some(session_config(src, s, f.redis.as_ref(), tls.is_some())?),
+        Some(s) => Some(session_config(
+            src,
+            s,
+            f.redis.as_ref(),
+            f.memcached.as_ref(),
+            tls.is_some(),
+        )?),
     };
 
     let identity = IdentityHeaders::new(
@@ -416,6 +428,7 @@ fn session_config(
     src: &Source<'_>,
     s: file::SessionSection,
     redis: Option<&toml::Spanned<file::RedisSection>>,
+    memcached: Option<&toml::Spanned<file::MemcachedSection>>,
     has_tls: bool,
 ) -> Result<SessionConfig, ConfigError> {
     let keys_file = src.resolve(s.keys_file.get_ref());
@@ -478,7 +491,7 @@ fn session_config(
             }
             true
         }
-        StoreKind::Redis => false,
+        StoreKind::Redis | StoreKind::Memcached => false,
     };
     let redis = match (s.store.get_ref(), redis) {
         (StoreKind::Redis, Some(r)) => Some(Arc::new(super::redis::redis_config(
@@ -496,7 +509,7 @@ fn session_config(
             r.get_ref(),
             None,
         )?)),
-        (StoreKind::Memory, Some(r)) => {
+        (StoreKind::Memory | StoreKind::Memcached, Some(r)) => {
             return Err(src.at(
                 r.span(),
                 "[redis] is only used with [session] store = \"redis\" (or \"cookie\", for a shared deny-list)",
@@ -504,6 +517,30 @@ fn session_config(
         }
         (_, None) => None,
     };
+    let memcached = match (s.store.get_ref(), memcached) {
+        (StoreKind::Memcached, Some(m)) => Some(Arc::new(super::memcached::memcached_config(
+            src,
+            m.get_ref(),
+            idle,
+        )?)),
+        (StoreKind::Memcached, None) => return Err(src.at(
+            s.store.span(),
+            "store = \"memcached\" needs a [memcached] section (at least servers = [\"127.0.0.1:11211\"])",
+        )),
+        (_, Some(m)) => {
+            return Err(src.at(
+                m.span(),
+                "[memcached] is only used with [session] store = \"memcached\"",
+            ))
+        }
+        (_, None) => None,
+    };
+    if memcached.is_some() && !s.persist_file.is_empty() {
+        return Err(src.at(
+            s.store.span(),
+            "persist_file has no meaning with store = \"memcached\" (memcached keeps the sessions)",
+        ));
+    }
     if redis.is_some() && !s.persist_file.is_empty() {
         return Err(src.at(
             s.store.span(),
@@ -525,6 +562,7 @@ fn session_config(
         persist_file: (!s.persist_file.is_empty()).then(|| src.resolve(&s.persist_file)),
         stateless,
         redis,
+        memcached,
     })
 }
 

@@ -264,6 +264,7 @@ mod tests {
             persist_file: None,
             stateless: false,
             redis: None,
+            memcached: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! What a session is allowed to be, as validated from `[session]` and `[redis]`: the
+//! What a session is allowed to be, as validated from `[session]`, `[redis]` and `[memcached]`: the
 //! session domain's own types, which `config` builds (they never import `config`).
 
 use super::keys::KeyRing;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::store::memcached::MemcachedConfig;
 pub use super::store::redis::RedisConfig;
 
 /// The cookie's `SameSite` attribute.
@@ -32,4 +33,6 @@ pub struct SessionConfig {
     pub stateless: bool,
     /// `store = "redis"`: sessions live in Redis, shared by every instance.
     pub redis: Option<Arc<RedisConfig>>,
+    /// `store = "memcached"`: sessions live in memcached, shared by every instance.
+    pub memcached: Option<Arc<MemcachedConfig>>,
 }

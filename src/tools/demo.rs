@@ -132,6 +132,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
             persist_file: None,
             stateless: false,
             redis: None,
+            memcached: None,
         }),
         auth: AuthConfig {
             prefix: "/.auth".into(),

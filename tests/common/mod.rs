@@ -415,6 +415,36 @@ pub fn redis_server(dir: &TempDir) -> (Proc, SocketAddr) {
     (redis_server_at(dir, addr, &[]), addr)
 }
 
+/// Start a real `memcached` on `addr` (loopback, 64 MiB). `-M` is not used: a store
+/// running out of memory evicts, as an operator's default memcached would.
+pub fn memcached_at(dir: &TempDir, addr: SocketAddr) -> Proc {
+    let log = dir.path(&format!("memcached-{}.log", addr.port()));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log");
+    let child = Command::new("memcached")
+        .args(["-l", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-U", "0", "-m", "64", "-u", "nobody"])
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("memcached is required (scripts/test.sh installs it)");
+    let p = Proc {
+        child,
+        log,
+        term_first: true,
+    };
+    wait_port(addr);
+    p
+}
+
+pub fn memcached(dir: &TempDir) -> (Proc, SocketAddr) {
+    let addr = free_addr();
+    (memcached_at(dir, addr), addr)
+}
+
 /// `promtool check metrics` on a `/metrics` body (Prometheus' own format checker).
 pub fn assert_promtool_accepts(dir: &TempDir, name: &str, metrics: &str) {
     let file = dir.write(name, metrics);

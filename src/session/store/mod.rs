@@ -1,11 +1,14 @@
-//! Session stores, one file per backend (`memory`, `redis/`), and `Store`: one type over
+//! Session stores, one file or folder per backend (`memory`, `redis/`, `memcached/`), and
+//! `Store`: one type over
 //! all of them, so that callers (the request path, the auth endpoints, the admin API)
 //! never name a backend. The backends import `record` (what every store holds); only this
 //! module names the backends.
 
+pub mod memcached;
 pub mod memory;
 pub mod record;
 pub mod redis;
+pub mod sealed;
 
 pub use memory::MemoryStore;
 pub use record::{
@@ -13,6 +16,7 @@ pub use record::{
 };
 
 use crate::session::cookie::StoreKey;
+use memcached::MemcachedStore;
 use redis::RedisStore;
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ use std::sync::Arc;
 pub enum Store {
     Memory(Arc<MemoryStore>),
     Redis(Arc<RedisStore>),
+    Memcached(Arc<MemcachedStore>),
 }
 
 impl Store {
@@ -39,6 +44,7 @@ impl Store {
                     .ok_or_else(|| StoreError::Unavailable("session vanished".into()))
             }
             Self::Redis(r) => Box::pin(r.create(cfg, key, rec)).await,
+            Self::Memcached(m) => Box::pin(m.create(cfg, key, rec)).await,
         }
     }
 
@@ -50,6 +56,7 @@ impl Store {
         match self {
             Self::Memory(m) => m.load(key),
             Self::Redis(r) => Box::pin(r.load(cfg, key)).await,
+            Self::Memcached(m) => Box::pin(m.load(cfg, key)).await,
         }
     }
 
@@ -63,6 +70,7 @@ impl Store {
         match self {
             Self::Memory(_) => rec.seen(now_ms),
             Self::Redis(r) => r.touch(cfg, key, rec, now_ms),
+            Self::Memcached(m) => m.touch(cfg, key, rec, now_ms),
         }
     }
 
@@ -70,6 +78,7 @@ impl Store {
         match self {
             Self::Memory(m) => m.delete(key),
             Self::Redis(r) => Box::pin(r.delete(key)).await,
+            Self::Memcached(m) => Box::pin(m.delete(key)).await,
         }
     }
 
@@ -77,6 +86,7 @@ impl Store {
         match self {
             Self::Memory(m) => m.delete_user(user),
             Self::Redis(r) => Box::pin(r.delete_user(user)).await,
+            Self::Memcached(m) => Box::pin(m.delete_user(user)).await,
         }
     }
 
@@ -84,6 +94,7 @@ impl Store {
         match self {
             Self::Memory(m) => m.count(),
             Self::Redis(r) => r.count(),
+            Self::Memcached(m) => m.count(),
         }
     }
 
@@ -92,6 +103,7 @@ impl Store {
         match self {
             Self::Memory(m) => m.ping().map_err(|e| e.to_string()),
             Self::Redis(r) => r.health(),
+            Self::Memcached(m) => m.health(),
         }
     }
 
@@ -100,6 +112,7 @@ impl Store {
         match self {
             Self::Memory(_) => 0,
             Self::Redis(r) => r.idle_slack_ms(),
+            Self::Memcached(m) => m.idle_slack_ms(),
         }
     }
 
@@ -110,14 +123,15 @@ impl Store {
         s: &crate::session::stateless::Sealed,
     ) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(_) => Ok(false),
+            // Cookie sessions share their deny-list only through Redis.
+            Self::Memory(_) | Self::Memcached(_) => Ok(false),
             Self::Redis(r) => Box::pin(r.is_denied(&s.id, &s.identity.user, s.created_ms)).await,
         }
     }
 
     pub async fn deny(&self, id: &[u8; 16], ttl: std::time::Duration) -> Result<(), StoreError> {
         match self {
-            Self::Memory(_) => Ok(()),
+            Self::Memory(_) | Self::Memcached(_) => Ok(()),
             Self::Redis(r) => Box::pin(r.deny(id, ttl)).await,
         }
     }
@@ -129,7 +143,7 @@ impl Store {
         ttl: std::time::Duration,
     ) -> Result<(), StoreError> {
         match self {
-            Self::Memory(_) => Ok(()),
+            Self::Memory(_) | Self::Memcached(_) => Ok(()),
             Self::Redis(r) => Box::pin(r.deny_user(user, now_ms, ttl)).await,
         }
     }
@@ -138,7 +152,7 @@ impl Store {
     pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
         match self {
             Self::Memory(m) => Some(m),
-            Self::Redis(_) => None,
+            Self::Redis(_) | Self::Memcached(_) => None,
         }
     }
 }

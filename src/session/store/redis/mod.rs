@@ -1,7 +1,7 @@
 //! `store = "redis"`: sessions shared by every gateway instance, with a local near-cache.
 //!
 //! Keys (all under `key_prefix`):
-//! - `s:<hex store key>` — the sealed record (`record.rs`); its TTL is the earlier of the
+//! - `s:<hex store key>` — the sealed record (`store/sealed.rs`); its TTL is the earlier of the
 //!   idle deadline (plus `touch_interval`, see below) and the absolute deadline;
 //! - `u:<hex SHA-256(user)>` — the set of that user's session keys, for revocation;
 //! - channel `invalidate` — `k <hex> …` when sessions end, `p <instance>` heartbeats.
@@ -23,12 +23,12 @@
 //! at most `idle_timeout + touch_interval`.
 
 mod link;
-pub mod record;
 mod settings;
 
 pub use settings::{RedisConfig, RedisTarget};
 
 use super::record::{SessionRecord, StoreError};
+use super::sealed;
 use crate::metrics::Metrics;
 use crate::session::cookie::StoreKey;
 use crate::session::keys::KeyRing;
@@ -339,7 +339,8 @@ impl Inner {
                 continue;
             }
             let skey = self.skey(key);
-            let Some(sealed) = record::seal(&p.keys, &skey, &p.rec, last, &self.rng) else {
+            let Some(sealed) = sealed::seal(sealed::REDIS, &p.keys, &skey, &p.rec, last, &self.rng)
+            else {
                 continue;
             };
             pipe.cmd("SET")
@@ -453,8 +454,15 @@ impl RedisStore {
     ) -> Result<Arc<SessionRecord>, StoreError> {
         let i = &self.inner;
         let skey = i.skey(&key);
-        let sealed = record::seal(&cfg.keys, &skey, &rec, rec.last_seen_ms(), &i.rng)
-            .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let sealed = sealed::seal(
+            sealed::REDIS,
+            &cfg.keys,
+            &skey,
+            &rec,
+            rec.last_seen_ms(),
+            &i.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
         let (idle_ms, absolute_ms) = (
             cfg.idle_timeout.as_millis() as u64,
             cfg.absolute_timeout.as_millis() as u64,
@@ -512,7 +520,7 @@ impl RedisStore {
         let Some(value) = value else {
             return Ok(None);
         };
-        let Some(rec) = record::open(&cfg.keys, &skey, &value) else {
+        let Some(rec) = sealed::open(sealed::REDIS, &cfg.keys, &skey, &value) else {
             tracing::warn!("a Redis session record did not open (key removed from keys_file, or altered); treated as no session");
             return Ok(None);
         };

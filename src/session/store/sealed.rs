@@ -1,18 +1,27 @@
-//! Session records at rest in Redis: AES-256-GCM under the current session key's derived
-//! seal key, bound (as associated data) to the Redis key they are stored under, so a record
-//! copied to another key does not open. Value: key id ‖ nonce (12) ‖ ciphertext ‖ tag.
+//! Session records at rest in a shared store (Redis, memcached): AES-256-GCM under the
+//! current session key's derived seal key, bound (as associated data) to the backend and
+//! the key they are stored under, so a record copied to another key or another store does
+//! not open. Value: key id ‖ nonce (12) ‖ ciphertext ‖ tag. Both backends use this one
+//! format; only the backend's name in the associated data differs.
 
+use super::record::SessionRecord;
 use crate::session::codec::{self, Reader};
 use crate::session::keys::{KeyRing, KEY_ID_LEN};
-use crate::session::store::SessionRecord;
 use ring::aead;
 use ring::rand::SecureRandom;
 
 const VERSION: u8 = 1;
-const AAD_PREFIX: &[u8] = b"portcullis redis record v1\0";
 
-fn aad(redis_key: &str) -> Vec<u8> {
-    [AAD_PREFIX, redis_key.as_bytes()].concat()
+/// Which store a record is sealed for: the first part of its associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding(&'static [u8]);
+
+/// Unchanged since Redis records were first written, so existing sessions still open.
+pub const REDIS: Binding = Binding(b"portcullis redis record v1\0");
+pub const MEMCACHED: Binding = Binding(b"portcullis memcached record v1\0");
+
+fn aad(binding: Binding, store_key: &str) -> Vec<u8> {
+    [binding.0, store_key.as_bytes()].concat()
 }
 
 fn aead_key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
@@ -21,10 +30,11 @@ fn aead_key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
         .map(aead::LessSafeKey::new)
 }
 
-/// Seal `rec` (with `last_seen_ms`) for storage under `redis_key`.
+/// Seal `rec` (with `last_seen_ms`) for storage under `store_key` in `binding`'s store.
 pub fn seal(
+    binding: Binding,
     keys: &KeyRing,
-    redis_key: &str,
+    store_key: &str,
     rec: &SessionRecord,
     last_seen_ms: u64,
     rng: &dyn SecureRandom,
@@ -40,7 +50,7 @@ pub fn seal(
     aead_key(&k.seal)?
         .seal_in_place_append_tag(
             aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad(redis_key)),
+            aead::Aad::from(aad(binding, store_key)),
             &mut plain,
         )
         .ok()?;
@@ -52,8 +62,13 @@ pub fn seal(
 }
 
 /// Open a stored value; `None` if it was sealed with a key no longer configured, for
-/// another Redis key, or altered.
-pub fn open(keys: &KeyRing, redis_key: &str, value: &[u8]) -> Option<SessionRecord> {
+/// another key or store, or altered.
+pub fn open(
+    binding: Binding,
+    keys: &KeyRing,
+    store_key: &str,
+    value: &[u8],
+) -> Option<SessionRecord> {
     if value.len() < KEY_ID_LEN + 12 + 16 {
         return None;
     }
@@ -65,7 +80,7 @@ pub fn open(keys: &KeyRing, redis_key: &str, value: &[u8]) -> Option<SessionReco
     let plain = aead_key(&k.seal)?
         .open_in_place(
             aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad(redis_key)),
+            aead::Aad::from(aad(binding, store_key)),
             &mut body,
         )
         .ok()?;
@@ -98,20 +113,27 @@ mod tests {
             },
             1_000,
         );
-        let v = seal(&old, "p:s:aa", &rec, 5_000, &rng).unwrap();
-        let back = open(&old, "p:s:aa", &v).unwrap();
+        let v = seal(REDIS, &old, "p:s:aa", &rec, 5_000, &rng).unwrap();
+        let back = open(REDIS, &old, "p:s:aa", &v).unwrap();
         assert_eq!(back.identity.user, "ana");
         assert_eq!((back.created_ms, back.last_seen_ms()), (1_000, 5_000));
-        assert!(open(&old, "p:s:bb", &v).is_none(), "bound to its Redis key");
+        assert!(
+            open(REDIS, &old, "p:s:bb", &v).is_none(),
+            "bound to its key"
+        );
+        assert!(
+            open(MEMCACHED, &old, "p:s:aa", &v).is_none(),
+            "bound to its store"
+        );
         let mut bad = v.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(open(&old, "p:s:aa", &bad).is_none());
-        assert!(open(&old, "p:s:aa", &v[..20]).is_none());
+        assert!(open(REDIS, &old, "p:s:aa", &bad).is_none());
+        assert!(open(REDIS, &old, "p:s:aa", &v[..20]).is_none());
         // Rotation: a new signing key first, the old one still opens old records.
         let rotated = KeyRing::from_raw_keys(&[vec![9u8; 32], vec![7u8; 32]]);
-        assert!(open(&rotated, "p:s:aa", &v).is_some());
+        assert!(open(REDIS, &rotated, "p:s:aa", &v).is_some());
         let only_new = KeyRing::from_raw_keys(&[vec![9u8; 32]]);
-        assert!(open(&only_new, "p:s:aa", &v).is_none());
+        assert!(open(REDIS, &only_new, "p:s:aa", &v).is_none());
     }
 }

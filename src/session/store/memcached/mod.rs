@@ -1,0 +1,519 @@
+//! `store = "memcached"`: sessions shared by every gateway instance, in one or more
+//! memcached servers.
+//!
+//! Keys (all under `key_prefix`, spread over the servers by rendezvous hashing):
+//! - `s:<hex store key>` — the sealed record, in the same format as Redis
+//!   (`store/sealed.rs`, bound to memcached and to its key); memcached's TTL is the earlier
+//!   of the idle deadline (plus `touch_interval`) and the absolute deadline;
+//! - `u:<hex SHA-256(user)>` — the user's index (`index.rs`), for revocation without a
+//!   scan. A lookup never reads it: it costs logins and revocations one round trip each
+//!   (two on a CAS conflict), and requests nothing.
+//!
+//! **No invalidation channel.** Memcached cannot tell other instances that a session
+//! ended, so `near_cache_ttl` is 0 by default and every lookup asks memcached; with a
+//! non-zero value a logout or revocation on one instance can go unseen on another for up
+//! to that long. On the instance that performs it, it is immediate.
+//!
+//! **Touches** work as with Redis: queued when the persisted `last_seen` is
+//! `touch_interval` old, written back once a second with replace-only sets (`ms … MR`), so
+//! a touch never revives a deleted session.
+//!
+//! **Failure.** Each server fails on its own: a down or slow server makes the sessions it
+//! holds answer "store down" (protected routes `503`, never a wrong identity) within
+//! `timeout`, then at once for a second (`client.rs`) while a probe retries; the other
+//! servers' sessions keep working. Memcached keeps nothing on disk: a restarted server has
+//! lost its sessions, and their owners log in again.
+
+mod client;
+pub mod index;
+mod settings;
+
+pub use settings::MemcachedConfig;
+
+use super::record::{Clock, SessionRecord, StoreError, SystemClock};
+use super::sealed;
+use crate::metrics::Metrics;
+use crate::session::cookie::StoreKey;
+use crate::session::keys::KeyRing;
+use crate::session::SessionConfig;
+use client::{Reply, Server};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Compare-and-swap retries on the user index before giving up (each retry means another
+/// login or revocation of the same user changed it in between).
+const CAS_TRIES: usize = 8;
+
+struct Pending {
+    rec: Arc<SessionRecord>,
+    keys: Arc<KeyRing>,
+    idle_ms: u64,
+    absolute_ms: u64,
+}
+
+struct Inner {
+    cfg: Arc<MemcachedConfig>,
+    servers: Vec<Server>,
+    seeds: Vec<u64>,
+    handle: tokio::runtime::Handle,
+    near: Option<moka::sync::Cache<StoreKey, Arc<SessionRecord>>>,
+    pending: Mutex<HashMap<StoreKey, Pending>>,
+    metrics: Metrics,
+    rng: ring::rand::SystemRandom,
+}
+
+/// The memcached session store. Owns a small runtime for its connections, so that every
+/// socket is driven by one reactor whichever pingora thread asks.
+pub struct MemcachedStore {
+    inner: Arc<Inner>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for MemcachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemcachedStore({})", self.inner.cfg.servers.join(","))
+    }
+}
+
+impl Drop for MemcachedStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn user_digest(user: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn unix_s() -> u64 {
+    SystemClock.now_ms() / 1000
+}
+
+/// When a record stops being valid, given the `last_seen` memcached will hold.
+fn deadline(rec: &SessionRecord, last_seen: u64, idle_ms: u64, touch: Duration, abs: u64) -> u64 {
+    (last_seen + idle_ms + touch.as_millis() as u64).min(rec.created_ms + abs)
+}
+
+fn unexpected(op: &str, r: &Reply) -> StoreError {
+    StoreError::Unavailable(format!("memcached: unexpected answer to {op}: {r:?}"))
+}
+
+impl Inner {
+    fn skey(&self, key: &StoreKey) -> String {
+        format!("{}s:{}", self.cfg.key_prefix, index::store_key_hex(key))
+    }
+
+    fn ukey(&self, digest: &[u8; 32]) -> String {
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}u:{hex}", self.cfg.key_prefix)
+    }
+
+    /// Send `req` to the server that owns `route`, on the store's runtime, recording its
+    /// latency and failures under the fixed label `op`.
+    async fn run(
+        self: &Arc<Self>,
+        op: &'static str,
+        route: &[u8],
+        req: Vec<u8>,
+    ) -> Result<Reply, StoreError> {
+        let i = client::owner(&self.seeds, client::key_hash(route));
+        let me = self.clone();
+        let timeout = self.cfg.timeout;
+        let start = Instant::now();
+        let task = self
+            .handle
+            .spawn(async move { me.servers[i].call(&req, timeout, false).await });
+        // The inner call is bounded by `timeout`; the outer bound only guards against the
+        // store's own runtime being stuck.
+        let r = match tokio::time::timeout(timeout * 2, task).await {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(e))) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Err(_)) => Err(StoreError::Unavailable("memcached: task failed".into())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "memcached {}: timed out",
+                self.servers[i].addr
+            ))),
+        };
+        self.metrics
+            .store_duration
+            .with_label_values(&["memcached", op])
+            .observe(start.elapsed().as_secs_f64());
+        if r.is_err() {
+            self.metrics
+                .store_errors
+                .with_label_values(&["memcached", op])
+                .inc();
+        }
+        r
+    }
+
+    /// Add `entry` to the user's index, returning the entries evicted to stay within
+    /// `index::MAX_ENTRIES`.
+    async fn index_add(
+        self: &Arc<Self>,
+        digest: &[u8; 32],
+        entry: index::Entry,
+        now_ms: u64,
+    ) -> Result<Vec<index::Entry>, StoreError> {
+        let ukey = self.ukey(digest);
+        for _ in 0..CAS_TRIES {
+            let (old, cas) = match self.run("create", digest, client::get(&ukey)).await? {
+                Reply::Value { data, cas } => (index::parse(&data), cas),
+                Reply::Miss => (Vec::new(), None),
+                other => return Err(unexpected("mg", &other)),
+            };
+            let (kept, evicted) = index::add(old, entry.clone(), now_ms);
+            let until = kept.iter().map(|e| e.deadline_ms).max().unwrap_or(now_ms);
+            let ttl = client::ttl_arg(until.saturating_sub(now_ms), unix_s());
+            let body = index::render(&kept);
+            let req = match cas {
+                Some(c) => client::set(&ukey, &body, ttl, 'S', Some(c)),
+                None => client::set(&ukey, &body, ttl, 'E', None),
+            };
+            match self.run("create", digest, req).await? {
+                Reply::Done { .. } => return Ok(evicted),
+                // Someone else changed (or created) the index in between: read it again.
+                Reply::Exists | Reply::NotFound | Reply::NotStored => continue,
+                other => return Err(unexpected("ms", &other)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "memcached: the user index kept changing; try again".into(),
+        ))
+    }
+
+    async fn flush_touches(self: &Arc<Self>) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = SystemClock.now_ms();
+        let mut failed = 0usize;
+        for (key, p) in batch {
+            let last = p.rec.last_seen_ms();
+            let until = deadline(
+                &p.rec,
+                last,
+                p.idle_ms,
+                self.cfg.touch_interval,
+                p.absolute_ms,
+            );
+            if until <= now {
+                continue;
+            }
+            let skey = self.skey(&key);
+            let Some(body) =
+                sealed::seal(sealed::MEMCACHED, &p.keys, &skey, &p.rec, last, &self.rng)
+            else {
+                continue;
+            };
+            let ttl = client::ttl_arg(until - now, now / 1000);
+            match self
+                .run("touch", &key.0, client::set(&skey, &body, ttl, 'R', None))
+                .await
+            {
+                Ok(Reply::Done { .. }) => p.rec.set_persisted(last),
+                // Deleted meanwhile (logout elsewhere): replace-only did not revive it.
+                Ok(Reply::NotStored) => {
+                    if let Some(n) = &self.near {
+                        n.invalidate(&key);
+                    }
+                }
+                Ok(_) | Err(_) => failed += 1,
+            }
+        }
+        if failed > 0 {
+            // Not fatal: the next request of each session queues it again.
+            tracing::warn!(
+                sessions = failed,
+                "could not write session touches to memcached"
+            );
+        }
+    }
+
+    /// Probe every server (its health feeds `/readyz`), then write the touches.
+    async fn housekeeper(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HOUSEKEEPING);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let probes = self.servers.iter().map(|s| async {
+                let was = s.health();
+                let now = s.call(client::NOOP, self.cfg.timeout, true).await;
+                match (&was, &now) {
+                    (Err(_), Ok(_)) => tracing::info!(server = %s.addr, "memcached server answers"),
+                    (Ok(()), Err(e)) => {
+                        tracing::warn!(server = %s.addr, error = %e, "memcached server down")
+                    }
+                    _ => {}
+                }
+            });
+            futures_util::future::join_all(probes).await;
+            self.flush_touches().await;
+        }
+    }
+}
+
+impl MemcachedStore {
+    /// Connect lazily: nothing here waits for memcached, so the gateway starts (and serves
+    /// its public routes) while a server is still down.
+    pub fn new(
+        cfg: Arc<MemcachedConfig>,
+        max_sessions: u64,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("portcullis-memcached")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("memcached runtime: {e}"))?;
+        let servers: Vec<Server> = cfg.servers.iter().cloned().map(Server::new).collect();
+        let seeds = servers.iter().map(Server::seed).collect();
+        let near = (!cfg.near_cache_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(max_sessions)
+                .time_to_live(cfg.near_cache_ttl)
+                .support_invalidation_closures()
+                .build()
+        });
+        let inner = Arc::new(Inner {
+            cfg,
+            servers,
+            seeds,
+            handle: rt.handle().clone(),
+            near,
+            pending: Mutex::new(HashMap::new()),
+            metrics,
+            rng: ring::rand::SystemRandom::new(),
+        });
+        rt.spawn(inner.clone().housekeeper());
+        Ok(Self {
+            inner,
+            rt: Some(rt),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.inner.cfg.servers.join(",")
+    }
+
+    /// Extra idle time a record gets because touches are written back in batches.
+    pub fn idle_slack_ms(&self) -> u64 {
+        self.inner.cfg.touch_interval.as_millis() as u64
+    }
+
+    pub async fn create(
+        &self,
+        cfg: &SessionConfig,
+        key: StoreKey,
+        rec: SessionRecord,
+    ) -> Result<Arc<SessionRecord>, StoreError> {
+        let i = &self.inner;
+        let skey = i.skey(&key);
+        let body = sealed::seal(
+            sealed::MEMCACHED,
+            &cfg.keys,
+            &skey,
+            &rec,
+            rec.last_seen_ms(),
+            &i.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let idle_ms = cfg.idle_timeout.as_millis() as u64;
+        let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
+        let now = rec.created_ms;
+        let until = deadline(&rec, now, idle_ms, i.cfg.touch_interval, absolute_ms);
+        // The user index first: a session memcached holds must always be revocable.
+        let digest = user_digest(&rec.identity.user);
+        let evicted = i
+            .index_add(
+                &digest,
+                index::Entry {
+                    key,
+                    deadline_ms: now + absolute_ms,
+                },
+                now,
+            )
+            .await?;
+        let ttl = client::ttl_arg(until - now, now / 1000);
+        match i
+            .run("create", &key.0, client::set(&skey, &body, ttl, 'E', None))
+            .await?
+        {
+            Reply::Done { .. } => {}
+            Reply::NotStored => {
+                return Err(StoreError::Unavailable(
+                    "session id collision (refusing to overwrite)".into(),
+                ))
+            }
+            other => return Err(unexpected("ms", &other)),
+        }
+        for e in evicted {
+            // Over the per-user bound: the session closest to its end goes.
+            let _ = i
+                .run("revoke", &e.key.0, client::delete(&i.skey(&e.key), None))
+                .await;
+        }
+        let rec = Arc::new(rec);
+        if let Some(n) = &i.near {
+            n.insert(key, rec.clone());
+        }
+        Ok(rec)
+    }
+
+    pub async fn load(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let i = &self.inner;
+        if let Some(n) = &i.near {
+            if let Some(r) = n.get(key) {
+                i.metrics.session_cache.with_label_values(&["hit"]).inc();
+                return Ok(Some(r));
+            }
+            i.metrics.session_cache.with_label_values(&["miss"]).inc();
+        }
+        let skey = i.skey(key);
+        let data = match i.run("get", &key.0, client::get(&skey)).await? {
+            Reply::Value { data, .. } => data,
+            Reply::Miss => return Ok(None),
+            other => return Err(unexpected("mg", &other)),
+        };
+        let Some(rec) = sealed::open(sealed::MEMCACHED, &cfg.keys, &skey, &data) else {
+            tracing::warn!("a memcached session record did not open (key removed from keys_file, or altered); treated as no session");
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        if let Some(n) = &i.near {
+            n.insert(*key, rec.clone());
+        }
+        Ok(Some(rec))
+    }
+
+    /// Slide the idle expiry: in memory now, in memcached by the next batch if it is due.
+    pub fn touch(&self, cfg: &SessionConfig, key: &StoreKey, rec: &Arc<SessionRecord>, now: u64) {
+        rec.seen(now);
+        let touch_ms = self.inner.cfg.touch_interval.as_millis() as u64;
+        if now.saturating_sub(rec.persisted_ms()) < touch_ms {
+            return;
+        }
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.entry(*key).or_insert_with(|| Pending {
+            rec: rec.clone(),
+            keys: cfg.keys.clone(),
+            idle_ms: cfg.idle_timeout.as_millis() as u64,
+            absolute_ms: cfg.absolute_timeout.as_millis() as u64,
+        });
+    }
+
+    pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        if let Some(n) = &i.near {
+            n.invalidate(key);
+        }
+        i.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        // The index line stays until it expires or the index is next rewritten: harmless,
+        // a revocation deleting a missing key is a no-op.
+        match i
+            .run("delete", &key.0, client::delete(&i.skey(key), None))
+            .await?
+        {
+            Reply::Done { .. } => Ok(true),
+            Reply::NotFound => Ok(false),
+            other => Err(unexpected("md", &other)),
+        }
+    }
+
+    /// End every session of `user`: read the index, delete each record, then delete the
+    /// index only if nobody added to it meanwhile (CAS); otherwise go round again.
+    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let digest = user_digest(user);
+        let ukey = i.ukey(&digest);
+        let mut removed = 0;
+        let mut done = false;
+        for _ in 0..CAS_TRIES {
+            let (entries, cas) = match i.run("revoke", &digest, client::get(&ukey)).await? {
+                Reply::Value { data, cas } => (index::parse(&data), cas),
+                Reply::Miss => {
+                    done = true;
+                    break;
+                }
+                other => return Err(unexpected("mg", &other)),
+            };
+            for e in &entries {
+                if let Some(n) = &i.near {
+                    n.invalidate(&e.key);
+                }
+                i.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&e.key);
+                match i
+                    .run("revoke", &e.key.0, client::delete(&i.skey(&e.key), None))
+                    .await?
+                {
+                    Reply::Done { .. } => removed += 1,
+                    Reply::NotFound => {}
+                    other => return Err(unexpected("md", &other)),
+                }
+            }
+            match i.run("revoke", &digest, client::delete(&ukey, cas)).await? {
+                Reply::Done { .. } | Reply::NotFound => {
+                    done = true;
+                    break;
+                }
+                // A login added a session after we read the index: delete that one too.
+                Reply::Exists => continue,
+                other => return Err(unexpected("md", &other)),
+            }
+        }
+        if let Some(n) = &i.near {
+            let user = user.to_string();
+            let _ = n.invalidate_entries_if(move |_, r| r.identity.user == user);
+        }
+        if !done {
+            return Err(StoreError::Unavailable(
+                "memcached: the user index kept changing; revoke again".into(),
+            ));
+        }
+        Ok(removed)
+    }
+
+    /// Sessions in this instance's near-cache (memcached cannot count its items by kind).
+    pub fn count(&self) -> u64 {
+        self.inner.near.as_ref().map_or(0, |n| {
+            n.run_pending_tasks();
+            n.entry_count()
+        })
+    }
+
+    /// Ready when every server answered its latest operation or probe; otherwise the
+    /// message names each server that did not.
+    pub fn health(&self) -> Result<(), String> {
+        let down: Vec<String> = self
+            .inner
+            .servers
+            .iter()
+            .filter_map(|s| {
+                s.health()
+                    .err()
+                    .map(|e| format!("memcached {}: {e}", s.addr))
+            })
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(down.join("; "))
+        }
+    }
+}
