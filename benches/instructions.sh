@@ -11,7 +11,9 @@
 # leaves the user-space instructions one request costs (all threads, libc included;
 # the kernel's share is not counted — see docs/performance.md for that part).
 # Subjects: nginx reverse proxy, bare pingora 0.9 proxy, portcullis public route,
-# portcullis authenticated route. Results also go to target/instructions.txt.
+# portcullis authenticated route with sessions in memory, in Redis (near-cache serving)
+# and in memcached (one round trip per request); the Redis and memcached servers run
+# outside valgrind and are not counted. Results also go to target/instructions.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +22,7 @@ N_HIGH=${N_HIGH:-2500}
 OUT=${OUT:-target/instructions.txt}
 
 source benches/common.sh
-install_missing valgrind=valgrind nginx=nginx cmake=cmake curl=curl python3=python3
+install_missing valgrind=valgrind nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server memcached=memcached
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
 
@@ -61,6 +63,16 @@ wait_url "http://127.0.0.1:$UP/"
 PW=bench-password
 bench_users "$WORK" "$BIN" "$PW"
 
+# The shared stores, outside valgrind.
+RP=$(free_port); MP=$(free_port)
+redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+memcached -l 127.0.0.1 -p "$MP" -U 0 -m 64 -u nobody >"$WORK/memcached.log" 2>&1 &
+PIDS+=($!)
+for p in "$RP" "$MP"; do
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null && break; sleep 0.1; done
+done
+
 # run_subject NAME N: start the subject under callgrind, send N requests, print its
 # instruction total. Each subject writes its own file; nginx's worker is the child.
 run_subject() {
@@ -78,13 +90,21 @@ run_subject() {
       RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
         "$BARE" "127.0.0.1:$port" "127.0.0.1:$UP" 1 2>"$WORK/vg.log" &
       url="http://127.0.0.1:$port/" ;;
-    public|authenticated)
+    public|authenticated|redis|memcached)
       bench_gateway_toml "$port" "$adm" "$UP" 1 > "$WORK/gateway.toml"
+      case $name in
+        redis)
+          sed -i -e 's/^secure = false/secure = false\nstore = "redis"/' "$WORK/gateway.toml"
+          printf '[redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$RP" >> "$WORK/gateway.toml" ;;
+        memcached)
+          sed -i -e 's/^secure = false/secure = false\nstore = "memcached"/' "$WORK/gateway.toml"
+          printf '[memcached]\nservers = ["127.0.0.1:%s"]\n' "$MP" >> "$WORK/gateway.toml" ;;
+      esac
       RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
         "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/vg.log" &
       wait_url "http://127.0.0.1:$adm/healthz"
       url="http://127.0.0.1:$port/public/x"
-      if [ "$name" = authenticated ]; then
+      if [ "$name" != public ]; then
         url="http://127.0.0.1:$port/x"
         cookie=(-H "Cookie: $(login_cookie "$port" "$PW")")
       fi ;;
@@ -112,8 +132,8 @@ run_subject() {
   echo "$total"
 }
 
-NAMES=(nginx bare public authenticated)
-LABELS=("nginx proxy" "bare pingora 0.9" "portcullis public route" "portcullis authenticated")
+NAMES=(nginx bare public authenticated redis memcached)
+LABELS=("nginx proxy" "bare pingora 0.9" "portcullis public route" "portcullis authenticated" "portcullis auth (redis)" "portcullis auth (memcached)")
 declare -A PER
 for i in "${!NAMES[@]}"; do
   lo=$(run_subject "${NAMES[$i]}" "$N_LOW")
@@ -124,8 +144,10 @@ done
 {
   echo "portcullis instruction count — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "callgrind, user space, all threads; (total at $N_HIGH requests - total at $N_LOW) / $((N_HIGH - N_LOW)); oha -c 8 keep-alive"
-  printf '%-28s %16s %10s\n' "" "instr/request" "vs nginx"
+  printf '%-28s %16s %10s %10s\n' "" "instr/request" "vs nginx" "vs bare"
   for i in "${!NAMES[@]}"; do
-    printf '%-28s %16d %9.2fx\n' "${LABELS[$i]}" "${PER[$i]}" "$(awk -v a="${PER[$i]}" -v b="${PER[0]}" 'BEGIN {print a/b}')"
+    printf '%-28s %16d %9.2fx %9.2fx\n' "${LABELS[$i]}" "${PER[$i]}" \
+      "$(awk -v a="${PER[$i]}" -v b="${PER[0]}" 'BEGIN {print a/b}')" \
+      "$(awk -v a="${PER[$i]}" -v b="${PER[1]}" 'BEGIN {print a/b}')"
   done
 } | tee "$OUT"

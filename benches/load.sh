@@ -14,8 +14,9 @@
 #   6. a bare pingora proxy (reference: what pingora itself costs)
 #   7. portcullis, authenticated route, store = "redis" (a local redis-server; the
 #      near-cache serves the session, Redis sees touches and heartbeats)
-#   6. a bare pingora proxy (benches/bare_pingora.rs): what pingora alone costs
-# and the ratios of 3, 4 and 5 to 2. Results also go to target/load-bench.txt.
+#   8. portcullis, authenticated route, store = "memcached" (a local memcached, no
+#      near-cache: every request is one round trip to memcached)
+# and the ratios to 2. Results also go to target/load-bench.txt.
 # Numbers are measurements, not assertions: nothing here passes or fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ RATE=${RATE:-5000}         # fixed request rate for the latency phase (oha -q)
 RATE_DURATION=${RATE_DURATION:-10s}
 
 source benches/common.sh
-install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server
+install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server memcached=memcached
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
 
@@ -46,6 +47,7 @@ wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev
 
 UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port); BP=$(free_port)
 RP=$(free_port); PCR=$(free_port); ADMR=$(free_port)
+MP=$(free_port); PCM=$(free_port); ADMM=$(free_port)
 
 nginx_conf() { # name, body
   mkdir -p "$WORK/$1"
@@ -96,10 +98,19 @@ printf '[redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$RP" >> "$WORK/gateway-redis
 wait_port "$RP"
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway-redis.toml" 2>"$WORK/portcullis-redis.log" &
 PIDS+=($!)
+# And with its sessions in memcached.
+memcached -l 127.0.0.1 -p "$MP" -U 0 -m 64 -u nobody >"$WORK/memcached.log" 2>&1 &
+PIDS+=($!)
+sed -e "s/127.0.0.1:$PC/127.0.0.1:$PCM/" -e "s/127.0.0.1:$ADM/127.0.0.1:$ADMM/" \
+    -e "s/^secure = false/secure = false\nstore = \"memcached\"/" "$WORK/gateway.toml" > "$WORK/gateway-memcached.toml"
+printf '[memcached]\nservers = ["127.0.0.1:%s"]\n' "$MP" >> "$WORK/gateway-memcached.toml"
+wait_port "$MP"
+RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway-memcached.toml" 2>"$WORK/portcullis-memcached.log" &
+PIDS+=($!)
 # Reference: a bare pingora proxy with nothing of ours in it.
 RUST_LOG=warn "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$WORK/bare.log" &
 PIDS+=($!)
-for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR; do wait_port "$p"; done
+for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR $PCM $ADMM; do wait_port "$p"; done
 
 COOKIE=$(login_cookie "$PC" "$PW")
 [ -n "$COOKIE" ] || { echo "login failed" >&2; cat "$WORK/portcullis.log" >&2; exit 1; }
@@ -107,6 +118,10 @@ COOKIE_R=$(login_cookie "$PCR" "$PW")
 [ -n "$COOKIE_R" ] || { echo "login (redis) failed" >&2; cat "$WORK/portcullis-redis.log" >&2; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE_R" "http://127.0.0.1:$PCR/x")" = 200 ] \
   || { echo "redis-mode gateway did not answer 200 with a session" >&2; exit 1; }
+COOKIE_M=$(login_cookie "$PCM" "$PW")
+[ -n "$COOKIE_M" ] || { echo "login (memcached) failed" >&2; cat "$WORK/portcullis-memcached.log" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE_M" "http://127.0.0.1:$PCM/x")" = 200 ] \
+  || { echo "memcached-mode gateway did not answer 200 with a session" >&2; exit 1; }
 # Sanity: each path answers 200 before it is measured.
 for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "$url did not answer 200" >&2; exit 1; }
@@ -116,9 +131,9 @@ for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$url did not answer 401 without a session" >&2; exit 1; }
 done
 
-NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)" "portcullis auth (redis)")
-URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/" "http://127.0.0.1:$PCR/x")
-HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "" "Cookie: $COOKIE_R")
+NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)" "portcullis auth (redis)" "portcullis auth (memcached)")
+URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/" "http://127.0.0.1:$PCR/x" "http://127.0.0.1:$PCM/x")
+HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "" "Cookie: $COOKIE_R" "Cookie: $COOKIE_M")
 
 # wrk latency in ms from "50%    1.23ms" style lines.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
@@ -141,9 +156,9 @@ done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-# Latency at a fixed, moderate rate: nginx proxy, portcullis (public and authenticated)
-# and the bare pingora reference.
-FIXED=(1 2 3 5 6)
+# Latency at a fixed, moderate rate: nginx proxy, portcullis (public, authenticated on
+# memory, Redis and memcached) and the bare pingora reference.
+FIXED=(1 2 3 5 6 7)
 LAT="$WORK/latency"; : > "$LAT"
 for r in $(seq 1 "$ROUNDS"); do
   for i in "${FIXED[@]}"; do
@@ -174,7 +189,9 @@ done
   done
   mem=$(awk '$1==3 {print $2}' "$RES" | median)
   red=$(awk '$1==6 {print $2}' "$RES" | median)
+  mc=$(awk '$1==7 {print $2}' "$RES" | median)
   echo "redis store / memory store (authenticated): $(awk -v a="$red" -v b="$mem" 'BEGIN {printf "%.2fx", a/b}')"
+  echo "memcached store / memory store (authenticated): $(awk -v a="$mc" -v b="$mem" 'BEGIN {printf "%.2fx", a/b}')"
   echo
   echo "fixed rate: oha -q $RATE -c $CONNS -z $RATE_DURATION --latency-correction, medians over $ROUNDS rounds"
   printf '%-28s %10s %10s %16s\n' "" "p50 ms" "p99 ms" "p99 - nginx ms"

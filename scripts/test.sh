@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs the build and test
 # dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl,
-# redis-server + redis-cli for the Redis store, and chromium for the real-browser login
+# redis-server + redis-cli for the Redis store, memcached for the memcached store, and
+# chromium for the real-browser login
 # test), then
 # `cargo test`.
 set -euo pipefail
@@ -15,12 +16,14 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v python3 >/dev/null || need+=(python3)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v memcached >/dev/null || [ -x /usr/bin/memcached ] || need+=(memcached)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# PyJWT verifies the identity assertion in tests/assertion.rs (an independent JWT stack).
+# PyJWT verifies the identity assertion in tests/assertion.rs and signs bearer tokens in
+# tests/jwt.rs (an independent JWT stack beside the jsonwebtoken crate).
 if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
   python3 -m pip install --quiet 'pyjwt[crypto]' 2>/dev/null \
     || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
