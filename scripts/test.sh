@@ -3,7 +3,7 @@
 # dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl,
 # redis-server + redis-cli for the Redis store, memcached for the memcached store, and
 # chromium for the real-browser login
-# test), then
+# test, node oidc-provider for the OpenID Connect tests), then
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +28,11 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
   python3 -m pip install --quiet 'pyjwt[crypto]' 2>/dev/null \
     || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-jwt python3-cryptography >/dev/null; }
+fi
+# The OpenID Provider of tests/oidc.rs: node oidc-provider, pinned by the committed lockfile.
+if [ ! -d tests/oidc-provider/node_modules/oidc-provider ]; then
+  command -v npm >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+  (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 fi
 exec cargo test --all-targets "$@"

@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Memcached (`store` = "memcached"); Redis keeps its own names above, which
     /// dashboards already use.
     pub store_duration: HistogramVec,
+    /// OpenID Connect logins by provider (a config name) and fixed result word.
+    pub oidc_logins: IntCounterVec,
+    pub oidc_provider_duration: HistogramVec,
     pub store_errors: IntCounterVec,
     pub session_cache: IntCounterVec,
     pub session_invalidations: IntCounter,
@@ -124,7 +127,7 @@ impl Metrics {
         let store_duration = HistogramVec::new(
             HistogramOpts::new(
                 "portcullis_store_duration_seconds",
-                "Latency of shared session store operations other than Redis",
+                "Latency of shared session store operations other than Redis, by store and operation.",
             )
             .buckets(vec![
                 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -134,9 +137,26 @@ impl Metrics {
         let store_errors = IntCounterVec::new(
             Opts::new(
                 "portcullis_store_errors_total",
-                "Failed shared session store operations other than Redis (timeouts included)",
+                "Failed or timed-out shared session store operations other than Redis, by store and operation.",
             ),
             &["store", "op"],
+        )?;
+        let oidc_logins = IntCounterVec::new(
+            Opts::new(
+                "portcullis_oidc_logins_total",
+                "Logins through an OpenID Provider, by provider and result.",
+            ),
+            &["provider", "result"],
+        )?;
+        let oidc_provider_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_oidc_provider_duration_seconds",
+                "Latency of calls to OpenID Providers, by provider and operation.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["provider", "op"],
         )?;
         let session_cache = IntCounterVec::new(
             Opts::new(
@@ -172,6 +192,8 @@ impl Metrics {
         registry.register(Box::new(redis_errors.clone()))?;
         registry.register(Box::new(store_duration.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(oidc_logins.clone()))?;
+        registry.register(Box::new(oidc_provider_duration.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(session_invalidations.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -201,6 +223,8 @@ impl Metrics {
             redis_errors,
             store_duration,
             store_errors,
+            oidc_logins,
+            oidc_provider_duration,
             session_cache,
             session_invalidations,
         })

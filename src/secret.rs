@@ -41,15 +41,21 @@ impl Secret {
     /// Compare against a presented value without leaking where they differ: both sides are
     /// hashed first, so timing depends only on the (public) digests.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        use ring::digest::{digest, SHA256};
-        let a = digest(&SHA256, &self.0);
-        let b = digest(&SHA256, presented);
-        a.as_ref()
-            .iter()
-            .zip(b.as_ref())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        same_bytes(&self.0, presented)
     }
+}
+
+/// Equal without leaking where two values differ: both sides are hashed first, so timing
+/// depends only on the (public) digests.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    use ring::digest::{digest, SHA256};
+    let a = digest(&SHA256, a);
+    let b = digest(&SHA256, b);
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `/.auth/login`, `/.auth/logout`, `/.auth/me`, `/.auth/verify`.
+//! `/.auth/login`, `/.auth/logout`, `/.auth/me`, `/.auth/verify`; `/.auth/oidc/…` is
+//! handed to `oidc::endpoints`.
 
 use crate::auth::{page, redirect};
 use crate::gateway::Shared;
@@ -39,27 +40,69 @@ pub async fn handle(
                 },
             ),
         ("/me", http::Method::GET | http::Method::HEAD) => me(shared, s, ctx).await,
+        ("/oidc/callback", http::Method::GET) => {
+            super::oidc::endpoints::callback(shared, s, ctx).await
+        }
+        (p, http::Method::GET) if p.starts_with("/oidc/") && p.ends_with("/start") => {
+            let name = &p["/oidc/".len()..p.len() - "/start".len()];
+            super::oidc::endpoints::start(shared, s, ctx, name).await
+        }
         ("/verify", _) => verify(shared, s, ctx).await,
         _ => Reply::error(404, "not_found", "no such endpoint"),
     })
 }
 
-fn query_param(ctx: &RequestCtx, name: &str) -> Option<String> {
+pub(crate) fn query_param(ctx: &RequestCtx, name: &str) -> Option<String> {
     let q = ctx.query.as_deref()?;
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn safe_rd(ctx: &RequestCtx, rd: Option<&str>) -> String {
+pub(crate) fn safe_rd(ctx: &RequestCtx, rd: Option<&str>) -> String {
     rd.and_then(|r| redirect::safe_target(r, &ctx.config.auth.allowed_redirect_hosts))
         .unwrap_or_else(|| "/".into())
 }
 
 fn login_page(ctx: &RequestCtx, error: Option<&str>, username: &str, status: u16) -> Reply {
     let rd = safe_rd(ctx, query_param(ctx, "rd").as_deref());
-    let action = format!("{}/login", ctx.config.auth.prefix);
-    Reply::html(status, page::login(&action, &rd, error, username))
+    login_page_for(ctx, &rd, error, username, status)
+}
+
+/// The login page for `rd`: a button per `[[oidc]]`, the password form when there is a
+/// users file. With one provider and no users file, straight to that provider.
+fn login_page_for(
+    ctx: &RequestCtx,
+    rd: &str,
+    error: Option<&str>,
+    username: &str,
+    status: u16,
+) -> Reply {
+    let prefix = &ctx.config.auth.prefix;
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let links: Vec<page::ProviderLink> = ctx
+        .config
+        .oidc
+        .as_ref()
+        .map(|o| {
+            o.list
+                .iter()
+                .map(|p| page::ProviderLink {
+                    label: p.settings.display_name.clone(),
+                    href: format!("{prefix}/oidc/{}/start?rd={}", p.settings.name, enc(rd)),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let form = ctx.config.auth.users_file.is_some() || links.is_empty();
+    if !form && links.len() == 1 && error.is_none() && status == 200 {
+        return Reply::redirect(302, &links[0].href);
+    }
+    let action = format!("{prefix}/login");
+    Reply::html(
+        status,
+        page::login_with(&action, rd, error, username, &links, form),
+    )
 }
 
 async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
@@ -157,15 +200,12 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
         let mut page = login_page(ctx, Some(GENERIC_FAILURE), &username, 401);
         // Keep the rd the form carried, not the page's own query.
         if let Some(r) = rd.as_deref() {
-            let action = format!("{}/login", ctx.config.auth.prefix);
-            page = Reply::html(
+            page = login_page_for(
+                ctx,
+                &safe_rd(ctx, Some(r)),
+                Some(GENERIC_FAILURE),
+                &username,
                 401,
-                page::login(
-                    &action,
-                    &safe_rd(ctx, Some(r)),
-                    Some(GENERIC_FAILURE),
-                    &username,
-                ),
             );
         }
         return Ok(page);

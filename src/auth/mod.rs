@@ -1,6 +1,7 @@
 //! Login, logout and the identity endpoints under `[auth] prefix`.
 
 pub mod endpoints;
+pub mod oidc;
 pub mod page;
 pub mod ratelimit;
 pub mod redirect;

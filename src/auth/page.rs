@@ -44,7 +44,25 @@ h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
     )
 }
 
+/// A provider button on the login page: its label and where it starts.
+pub struct ProviderLink {
+    pub label: String,
+    pub href: String,
+}
+
+/// The login page: a button per OpenID Provider, and the password form when `form`.
 pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
+    login_with(action, rd, error, username, &[], true)
+}
+
+pub fn login_with(
+    action: &str,
+    rd: &str,
+    error: Option<&str>,
+    username: &str,
+    providers: &[ProviderLink],
+    form: bool,
+) -> String {
     let error = error
         .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
         .unwrap_or_default();
@@ -52,10 +70,25 @@ pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> Str
 input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .55rem .6rem; border: 1px solid #c4c8cf; border-radius: 4px; font-size: 1rem; }
 button { margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }
 .error { color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }
+a.provider { display: block; text-align: center; padding: .6rem; border: 1px solid #2b5fd9; border-radius: 4px; color: #2b5fd9; text-decoration: none; }
 ";
+    let buttons: String = providers
+        .iter()
+        .map(|p| {
+            format!(
+                "<p><a class=\"provider\" href=\"{}\">Sign in with {}</a></p>\n",
+                escape(&p.href),
+                escape(&p.label)
+            )
+        })
+        .collect();
+    if !form {
+        let css = "a.provider { display: block; text-align: center; padding: .6rem; border-radius: 4px; background: #2b5fd9; color: #fff; text-decoration: none; }\n.error { color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }\n";
+        return layout("Sign in", "22rem", css, &format!("{error}\n{buttons}"));
+    }
     let body = format!(
         r#"{error}
-<form method="post" action="{action}">
+{buttons}<form method="post" action="{action}">
 <input type="hidden" name="rd" value="{rd}">
 <label for="username">User name</label>
 <input type="text" id="username" name="username" value="{username}" autocomplete="username" autocapitalize="none" required autofocus>
@@ -79,6 +112,19 @@ pub fn refusal(title: &str, message: &str, code: &str, request_id: &str) -> Stri
         escape(message),
         escape(code),
         escape(request_id),
+    );
+    let css = "code { background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }\n";
+    layout(title, "30rem", css, &body)
+}
+
+/// A failed OpenID sign-in: what happened, the code, the request id, and a way back.
+pub fn oidc_error(title: &str, message: &str, code: &str, request_id: &str, again: &str) -> String {
+    let body = format!(
+        "<p>{}</p>\n<p>Error <code>{}</code>, request <code>{}</code>.</p>\n<p><a href=\"{}\">Start again</a></p>\n",
+        escape(message),
+        escape(code),
+        escape(request_id),
+        escape(again),
     );
     let css = "code { background: #f0f1f3; padding: .1rem .3rem; border-radius: 3px; }\n";
     layout(title, "30rem", css, &body)

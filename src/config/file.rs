@@ -61,6 +61,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub jwt: Vec<JwtSection>,
     #[serde(default)]
+    pub oidc: Vec<OidcSection>,
+    #[serde(default)]
     pub upstream: Vec<UpstreamSection>,
     #[serde(default)]
     pub route: Vec<RouteSection>,
@@ -390,6 +392,55 @@ pub struct RouteSection {
 }
 
 /// `[[jwt]]`: one issuer of bearer tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    pub name: Spanned<String>,
+    pub display_name: Option<String>,
+    pub issuer: Spanned<String>,
+    pub client_id: Spanned<String>,
+    pub client_secret_file: Option<Spanned<String>>,
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Spanned<Vec<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "no_domains")]
+    pub allowed_email_domains: Spanned<Vec<String>>,
+    /// Not implemented yet: refused when true (README "Log in with your identity provider").
+    #[serde(default = "no")]
+    pub refresh: Spanned<bool>,
+    #[serde(default = "no_header")]
+    pub access_token_header: Spanned<String>,
+    #[serde(default = "no")]
+    pub provider_logout: Spanned<bool>,
+    #[serde(default = "default_oidc_timeout")]
+    pub timeout: Spanned<DurationStr>,
+}
+
+fn no() -> Spanned<bool> {
+    Spanned::new(0..0, false)
+}
+fn no_domains() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn no_header() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+fn default_oidc_scopes() -> Spanned<Vec<String>> {
+    Spanned::new(
+        0..0,
+        vec!["openid".into(), "email".into(), "profile".into()],
+    )
+}
+fn default_oidc_timeout() -> Spanned<DurationStr> {
+    Spanned::new(0..0, d(5))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSection {

@@ -4,6 +4,7 @@
 pub mod file;
 mod jwt;
 pub mod memcached;
+pub mod oidc;
 pub mod redis;
 pub mod runtime;
 

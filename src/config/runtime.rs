@@ -37,6 +37,8 @@ pub struct Config {
     pub assertion: Option<Arc<Assertions>>,
     /// Bearer-token issuers (`[[jwt]]`); `None` when there are none.
     pub jwt: Option<Arc<crate::tokens::jwt::Issuers>>,
+    /// OpenID Providers (`[[oidc]]`); `None` when there are none.
+    pub oidc: Option<Arc<crate::auth::oidc::Providers>>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
 }
@@ -156,6 +158,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             "[memcached] needs a [session] section with store = \"memcached\"",
         ));
     }
+    let oidc = super::oidc::providers(src, f.oidc, f.session.is_some())?;
     let session = match f.session {
         None => None,
         Some(s) => Some(session_config(
@@ -357,9 +360,10 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         .iter()
         .any(|r| r.access == Access::Authenticated && !r.bearer)
         && auth.users_file.is_none()
+        && oidc.is_none()
     {
         return Err(
-            src.file("authenticated routes need [auth] users_file so that people can log in")
+            src.file("authenticated routes need [auth] users_file or an [[oidc]] provider so that people can log in")
         );
     }
 
@@ -390,6 +394,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         identity,
         assertion,
         jwt,
+        oidc,
         upstreams,
         routes,
     })

@@ -150,6 +150,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         )?,
         assertion: None,
         jwt: None,
+        oidc: None,
         upstreams: vec![upstream.clone()],
         routes: RouteTable::new(vec![
             route("app", "/", Access::Authenticated),

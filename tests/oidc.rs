@@ -1,0 +1,487 @@
+//! Logging in through real OpenID Providers: node `oidc-provider` 8.x (OpenID Certified),
+//! started here on loopback over HTTPS with a self-signed certificate the gateway trusts
+//! through `ca_file`, its development login form driven by an HTTP client with a cookie
+//! jar (what a browser does, minus rendering). Two providers at once.
+
+mod common;
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const COOKIE: &str = "session";
+
+struct Idp {
+    _proc: Proc,
+    name: String,
+    issuer: String,
+}
+
+fn provider_dir() -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
+    assert!(
+        d.join("node_modules/oidc-provider").exists(),
+        "run `npm ci` in tests/oidc-provider (scripts/test.sh does)"
+    );
+    d
+}
+
+/// Start an OpenID Provider with one client for the gateway at `gw`.
+fn idp(
+    dir: &TempDir,
+    name: &str,
+    gw: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Idp {
+    let addr = free_addr();
+    let cfg = serde_json::json!({
+        "port": addr.port(),
+        "cert": cert, "key": key,
+        "clients": [{
+            "client_id": format!("gw-{name}"),
+            "client_secret": format!("secret-of-{name}-0123456789"),
+            "redirect_uris": [format!("http://{gw}/.auth/oidc/callback")],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }],
+    });
+    let log = dir.path(&format!("idp-{name}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("node")
+        .arg(provider_dir().join("provider.mjs"))
+        .arg(cfg.to_string())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("node (20) is required");
+    let p = Proc {
+        child,
+        log,
+        term_first: true,
+    };
+    wait_port(addr);
+    dir.write(
+        &format!("{name}.secret"),
+        &format!("secret-of-{name}-0123456789\n"),
+    );
+    Idp {
+        _proc: p,
+        name: name.to_string(),
+        issuer: format!("https://127.0.0.1:{}", addr.port()),
+    }
+}
+
+fn oidc_section(name: &str, issuer: &str, extra: &str) -> String {
+    format!(
+        "[[oidc]]\nname = \"{name}\"\ndisplay_name = \"{name} SSO\"\nissuer = \"{issuer}\"\nclient_id = \"gw-{name}\"\n\
+         client_secret_file = \"{name}.secret\"\nca_file = \"idp.crt\"\ntimeout = \"3s\"\n{extra}"
+    )
+}
+
+fn gateway(dir: &TempDir, addrs: &Addrs, echo: SocketAddr, users: bool, oidc: &str) -> Gateway {
+    dir.write("session.keys", &gen_key());
+    let users_line = if users {
+        dir.write(
+            "users.toml",
+            &format!(
+                "[[user]]\nname = \"bob\"\npassword = \"{}\"\n",
+                hash_password("pw")
+            ),
+        );
+        "users_file = \"users.toml\"\n"
+    } else {
+        ""
+    };
+    let cfg = dir.write(
+        "gateway.toml",
+        &format!(
+            "[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\
+             [session]\nkeys_file = \"session.keys\"\nsecure = false\n\
+             [auth]\n{users_line}\
+             [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n\
+             [[route]]\npath = \"/\"\nupstream = \"app\"\n{oidc}",
+            http = addrs.http,
+            admin = addrs.admin,
+        ),
+    );
+    start_gateway(dir, &cfg, addrs, false)
+}
+
+/// A browser stand-in: one cookie jar for every host, no automatic redirects.
+fn browser(ca: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::blocking::Response) -> String {
+    r.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no location: {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn absolute(base: &str, loc: &str) -> String {
+    if loc.starts_with("http") {
+        loc.to_string()
+    } else {
+        format!("{base}{loc}")
+    }
+}
+
+/// Walk the provider's pages as `login` until it sends the browser back to the gateway's
+/// callback; returns that callback URL (not yet followed).
+fn at_provider(b: &reqwest::blocking::Client, issuer: &str, auth_url: &str, login: &str) -> String {
+    let mut url = auth_url.to_string();
+    for _ in 0..12 {
+        let r = b.get(&url).send().unwrap();
+        if r.status().is_redirection() {
+            let next = absolute(issuer, &location(&r));
+            if next.contains("/.auth/oidc/callback") {
+                return next;
+            }
+            url = next;
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{url}");
+        let html = r.text().unwrap();
+        let action = html
+            .split("action=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no form at {url}: {html}"))
+            .to_string();
+        let prompt = if html.contains("value=\"login\"") {
+            "login"
+        } else {
+            "consent"
+        };
+        let r = b
+            .post(absolute(issuer, &action))
+            .form(&[("prompt", prompt), ("login", login), ("password", "any")])
+            .send()
+            .unwrap();
+        assert!(r.status().is_redirection(), "{prompt}: {}", r.status());
+        url = absolute(issuer, &location(&r));
+        if url.contains("/.auth/oidc/callback") {
+            return url;
+        }
+    }
+    panic!("the provider never sent the browser back");
+}
+
+/// Start at the gateway, sign in at the provider; returns the callback URL.
+fn sign_in_until_callback(
+    b: &reqwest::blocking::Client,
+    gw: SocketAddr,
+    idp: &Idp,
+    login: &str,
+) -> String {
+    let name = &idp.name;
+    let r = b
+        .get(format!("http://{gw}/.auth/oidc/{name}/start?rd=/after"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 302, "start");
+    let auth = location(&r);
+    assert!(auth.starts_with(&idp.issuer), "{auth}");
+    assert!(auth.contains("code_challenge_method=S256") && auth.contains("nonce="));
+    at_provider(b, &idp.issuer, &auth, login)
+}
+
+fn session_cookie(r: &reqwest::blocking::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{COOKIE}=")) && !v.contains("Max-Age=0"))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+fn metric(g: &Gateway, line: &str) -> f64 {
+    admin_get(g, "/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with(line))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn token_calls(b: &reqwest::blocking::Client, idp: &Idp) -> u64 {
+    let v: serde_json::Value = b
+        .get(format!("{}/_counts", idp.issuer))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["/token"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn people_sign_in_through_either_of_two_providers() {
+    let dir = TempDir::new("oidc");
+    let (_echo, echo) = echo("app", &dir);
+    let addrs = Addrs::new();
+    let (cert, key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    let ca = std::fs::read_to_string(&cert).unwrap();
+    let corp = idp(&dir, "corp", addrs.http, &cert, &key);
+    let other = idp(&dir, "other", addrs.http, &cert, &key);
+    let oidc = oidc_section(
+        "corp",
+        &corp.issuer,
+        "user_claim = \"preferred_username\"\ngroups_claim = \"realm_access.roles\"\nallowed_email_domains = [\"example.com\"]\n",
+    ) + &oidc_section("other", &other.issuer, "user_claim = \"email\"\n");
+    let g = gateway(&dir, &addrs, echo, true, &oidc);
+    let gw = g.http;
+
+    // The login page offers both providers beside the password form.
+    let page = get(gw, "/.auth/login?rd=/x", &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Sign in with corp SSO") && page.body.contains("Sign in with other SSO")
+    );
+    assert!(
+        page.body.contains("/.auth/oidc/corp/start?rd=%2Fx"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("name=\"password\""));
+
+    // A person with a password session signs in through corp: a new session, the old one
+    // ends, identity from the configured (nested) claims.
+    let b = browser(&ca);
+    let r = b
+        .post(format!("http://{gw}/.auth/login"))
+        .form(&[("username", "bob"), ("password", "pw"), ("rd", "/")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let before = session_cookie(&r).unwrap();
+    let callback = sign_in_until_callback(&b, gw, &corp, "alice");
+    assert!(
+        callback.contains("iss="),
+        "RFC 9207 iss in the answer: {callback}"
+    );
+    let r = b.get(&callback).send().unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap_or_default());
+    assert_eq!(location(&r), "/after");
+    let after = session_cookie(&r).expect("a session");
+    assert_ne!(before, after, "a new session id");
+    let app = get(gw, "/app", &[("Cookie", &after)]);
+    assert_eq!(app.status, 200);
+    assert_eq!(app.upstream_header("x-forwarded-user"), ["alice"]);
+    assert_eq!(
+        app.upstream_header("x-forwarded-email"),
+        ["alice@example.com"]
+    );
+    assert_eq!(app.upstream_header("x-forwarded-groups"), ["reader,writer"]);
+    assert_eq!(
+        get(
+            gw,
+            "/app",
+            &[("Cookie", &before), ("Accept", "application/json")]
+        )
+        .status,
+        401,
+        "the pre-login session ended"
+    );
+
+    // Replaying the same callback (same browser, same state cookie gone or reused): 400.
+    let tokens = token_calls(&b, &corp);
+    let again = b.get(&callback).send().unwrap();
+    assert_eq!(again.status(), 400);
+    assert!(session_cookie(&again).is_none());
+    assert_eq!(
+        token_calls(&b, &corp),
+        tokens,
+        "a replayed callback redeems nothing"
+    );
+
+    // The other provider, its own claim mapping.
+    let b2 = browser(&ca);
+    let cb = sign_in_until_callback(&b2, gw, &other, "carol");
+    let r = b2.get(&cb).send().unwrap();
+    assert_eq!(r.status(), 303);
+    let c = session_cookie(&r).unwrap();
+    let app = get(gw, "/app", &[("Cookie", &c)]);
+    assert_eq!(
+        app.upstream_header("x-forwarded-user"),
+        ["carol@example.com"]
+    );
+    assert_eq!(app.upstream_header("x-forwarded-groups"), ["dev,staff"]);
+
+    // Mix-up: corp's answer with other's iss is refused before the code is redeemed.
+    let b3 = browser(&ca);
+    let cb = sign_in_until_callback(&b3, gw, &corp, "alice");
+    let tokens = token_calls(&b3, &corp);
+    let swapped = cb.replace(
+        &format!(
+            "iss={}",
+            form_urlencoded::byte_serialize(corp.issuer.as_bytes()).collect::<String>()
+        ),
+        &format!(
+            "iss={}",
+            form_urlencoded::byte_serialize(other.issuer.as_bytes()).collect::<String>()
+        ),
+    );
+    assert_ne!(swapped, cb);
+    let r = b3.get(&swapped).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(token_calls(&b3, &corp), tokens);
+
+    // A forged state with a genuine state cookie: 400, no session.
+    let b4 = browser(&ca);
+    let cb = sign_in_until_callback(&b4, gw, &corp, "alice");
+    let forged = cb.replacen("state=", "state=x", 1);
+    let r = b4.get(&forged).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(session_cookie(&r).is_none());
+    // No state cookie at all (another browser): 400.
+    let r = browser(&ca).get(&cb).send().unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().unwrap();
+    assert!(body.contains("Start again"), "{body}");
+
+    // The provider's refusal (the person cancelled): a 403 page, no session.
+    let b5 = browser(&ca);
+    let r = b5
+        .get(format!("http://{gw}/.auth/oidc/corp/start?rd=/"))
+        .send()
+        .unwrap();
+    let auth = location(&r);
+    let state = auth
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let iss = form_urlencoded::byte_serialize(corp.issuer.as_bytes()).collect::<String>();
+    let r = b5
+        .get(format!(
+            "http://{gw}/.auth/oidc/callback?error=access_denied&state={state}&iss={iss}"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(session_cookie(&r).is_none());
+    assert!(r.text().unwrap().contains("access_denied"));
+
+    // allowed_email_domains needs a verified address in an allowed domain; claims that
+    // could split a header are refused.
+    for (who, status) in [("unverified", 403), ("outsider", 403), ("comma", 403)] {
+        let b = browser(&ca);
+        let cb = sign_in_until_callback(&b, gw, &corp, who);
+        let r = b.get(&cb).send().unwrap();
+        assert_eq!(r.status(), status, "{who}");
+        assert!(session_cookie(&r).is_none(), "{who}");
+    }
+
+    // Metrics and logs: fixed labels, no code, state or token anywhere.
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_logins_total{provider=\"corp\",result=\"success\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_logins_total{provider=\"corp\",result=\"refused\"}"
+        ) >= 3.0
+    );
+    let m = admin_get(&g, "/metrics").body;
+    assert_promtool_accepts(&dir, "oidc-metrics.txt", &m);
+    let code = cb.split("code=").nth(1).unwrap().split('&').next().unwrap();
+    let log = g.proc.log_text();
+    assert!(!log.contains(code), "a code reached the log");
+    assert!(!m.contains(code));
+    assert!(log.contains("OpenID sign-in refused"));
+}
+
+#[test]
+fn a_provider_that_is_down_costs_its_logins_only() {
+    let dir = TempDir::new("oidc-down");
+    let (_echo, echo) = echo("app", &dir);
+    let addrs = Addrs::new();
+    let (cert, _key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    dir.write("gone.secret", "x\n");
+    // Nothing listens at this issuer.
+    let gone = format!("https://127.0.0.1:{}", free_addr().port());
+    let g = gateway(&dir, &addrs, echo, false, &oidc_section("gone", &gone, ""));
+    // One provider, no users file: the login page goes straight to it...
+    let r = get(g.http, "/.auth/login?rd=/y", &[]);
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/.auth/oidc/gone/start?rd=%2Fy"));
+    // ...which answers a 503 page with a way to try again; the gateway stays ready.
+    let r = get(g.http, "/.auth/oidc/gone/start?rd=/y", &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("Start again"));
+    assert_eq!(admin_get(&g, "/readyz").status, 200);
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_logins_total{provider=\"gone\",result=\"provider_down\"}"
+        ) >= 1.0
+    );
+}
+
+#[test]
+fn oidc_settings_are_checked_offline_at_load() {
+    let dir = TempDir::new("oidc-config");
+    dir.write("session.keys", &gen_key());
+    dir.write("s.secret", "s\n");
+    let base = "[listen]\nhttp = [\"127.0.0.1:1\"]\n[session]\nkeys_file = \"session.keys\"\n[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:2\"]\n[[route]]\npath = \"/\"\nupstream = \"a\"\n";
+    let ok = "[[oidc]]\nname = \"corp\"\nissuer = \"https://idp.example.com\"\nclient_id = \"gw\"\nclient_secret_file = \"s.secret\"\n";
+    let cases = [
+        (ok.replace("corp", "Corp"), "[a-z0-9-]"),
+        (ok.replace("https://idp", "http://idp"), "https://"),
+        (ok.to_string() + "refresh = true\n", "not implemented yet"),
+        (
+            ok.to_string() + "provider_logout = true\n",
+            "not implemented yet",
+        ),
+        (
+            ok.to_string() + "access_token_header = \"X-Token\"\n",
+            "not implemented yet",
+        ),
+        (ok.to_string() + "scopes = [\"email\"]\n", "openid"),
+        (ok.to_string() + ok, "same name"),
+        (ok.replace("s.secret", "missing.secret"), "cannot read"),
+        (ok.to_string() + "prompt = \"login\"\n", "unknown field"),
+    ];
+    for (section, want) in cases {
+        let cfg = dir.write("gateway.toml", &format!("{base}{section}"));
+        let out = Command::new(BIN)
+            .args(["check", "-c", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{section}: {err}");
+        assert!(err.contains(want), "{section}: {err}");
+        assert!(err.contains("gateway.toml:"), "{err}");
+    }
+    // A valid section passes without contacting the provider (idp.example.com does not
+    // resolve here).
+    let cfg = dir.write("gateway.toml", &format!("{base}{ok}"));
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
