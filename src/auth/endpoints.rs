@@ -1,7 +1,8 @@
 //! `/.auth/login`, `/.auth/logout`, `/.auth/me`, `/.auth/verify`; `/.auth/oidc/…` is
 //! handed to `oidc::endpoints`.
 
-use crate::auth::{page, redirect};
+use crate::auth::page;
+use crate::auth::params::{query_param, safe_rd};
 use crate::gateway::Shared;
 use crate::request::{client_ip, load_session, RequestCtx, StoreDown};
 use crate::respond::Reply;
@@ -50,18 +51,6 @@ pub async fn handle(
         ("/verify", _) => verify(shared, s, ctx).await,
         _ => Reply::error(404, "not_found", "no such endpoint"),
     })
-}
-
-pub(crate) fn query_param(ctx: &RequestCtx, name: &str) -> Option<String> {
-    let q = ctx.query.as_deref()?;
-    form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-pub(crate) fn safe_rd(ctx: &RequestCtx, rd: Option<&str>) -> String {
-    rd.and_then(|r| redirect::safe_target(r, &ctx.config.auth.allowed_redirect_hosts))
-        .unwrap_or_else(|| "/".into())
 }
 
 fn login_page(ctx: &RequestCtx, error: Option<&str>, username: &str, status: u16) -> Reply {

@@ -3,6 +3,7 @@
 pub mod endpoints;
 pub mod oidc;
 pub mod page;
+pub mod params;
 pub mod ratelimit;
 pub mod redirect;
 pub mod users;

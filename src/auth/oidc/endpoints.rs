@@ -6,8 +6,8 @@
 use super::flow::{self, LoginState};
 use super::id_token::{self, Expect};
 use super::{claims, token, OidcError, Provider};
-use crate::auth::endpoints::{query_param, safe_rd};
 use crate::auth::page;
+use crate::auth::params::{query_param, safe_rd};
 use crate::gateway::Shared;
 use crate::request::{client_ip, load_session, RequestCtx};
 use crate::respond::Reply;
