@@ -472,6 +472,26 @@ fn oidc_settings_are_checked_offline_at_load() {
         assert!(err.contains(want), "{section}: {err}");
         assert!(err.contains("gateway.toml:"), "{err}");
     }
+    // The README's examples (deploy/oidc/) pass `portcullis check` as shipped.
+    for ex in ["google", "entra", "keycloak"] {
+        let text = std::fs::read_to_string(format!(
+            "{}/deploy/oidc/{ex}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        std::fs::create_dir_all(dir.path("secrets")).unwrap();
+        dir.write(&format!("secrets/{ex}.secret"), "s\n");
+        let cfg = dir.write("gateway.toml", &format!("{base}{text}"));
+        let out = Command::new(BIN)
+            .args(["check", "-c", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{ex}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // A valid section passes without contacting the provider (idp.example.com does not
     // resolve here).
     let cfg = dir.write("gateway.toml", &format!("{base}{ok}"));
