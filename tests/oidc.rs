@@ -26,11 +26,27 @@ fn provider_dir() -> std::path::PathBuf {
     d
 }
 
-/// Start an OpenID Provider with one client for the gateway at `gw`.
+/// Start an OpenID Provider with one client for the gateway at `gw` (plain HTTP).
 fn idp(
     dir: &TempDir,
     name: &str,
     gw: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Idp {
+    idp_for(
+        dir,
+        name,
+        &format!("http://{gw}/.auth/oidc/callback"),
+        cert,
+        key,
+    )
+}
+
+fn idp_for(
+    dir: &TempDir,
+    name: &str,
+    redirect_uri: &str,
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Idp {
@@ -41,7 +57,7 @@ fn idp(
         "clients": [{
             "client_id": format!("gw-{name}"),
             "client_secret": format!("secret-of-{name}-0123456789"),
-            "redirect_uris": [format!("http://{gw}/.auth/oidc/callback")],
+            "redirect_uris": [redirect_uri],
             "token_endpoint_auth_method": "client_secret_basic",
         }],
     });
@@ -504,4 +520,98 @@ fn oidc_settings_are_checked_offline_at_load() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_real_browser_signs_in_through_the_provider_over_tls() {
+    let dir = TempDir::new("oidc-browser");
+    let (_echo, echo) = echo("app", &dir);
+    let addrs = Addrs::new();
+    let (cert, key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    let origin = format!("https://localhost:{}", addrs.https.port());
+    let corp = idp_for(
+        &dir,
+        "corp",
+        &format!("{origin}/.auth/oidc/callback"),
+        &cert,
+        &key,
+    );
+    dir.write("session.keys", &gen_key());
+    dir.write(
+        "users.toml",
+        &format!(
+            "[[user]]\nname = \"bob\"\npassword = \"{}\"\n",
+            hash_password("pw")
+        ),
+    );
+    let cfg = dir.write(
+        "gateway.toml",
+        &format!(
+            "[listen]\nhttp = [\"{}\"]\n[tls]\nhttps = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n[admin]\nlisten = \"{}\"\n\
+             [session]\nkeys_file = \"session.keys\"\n[auth]\nusers_file = \"users.toml\"\n\
+             [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n[[route]]\npath = \"/\"\nupstream = \"app\"\n{}",
+            addrs.http,
+            addrs.https,
+            cert.display(),
+            key.display(),
+            addrs.admin,
+            oidc_section("corp", &corp.issuer, "user_claim = \"preferred_username\"\n"),
+        ),
+    );
+    let g = start_gateway(&dir, &cfg, &addrs, true);
+    let (_chromium, mut cdp) = browser::chromium(&dir);
+
+    // A protected page → the login page → the provider's button.
+    cdp.call(
+        "Page.navigate",
+        serde_json::json!({"url": format!("{origin}/app/whoami")}),
+    );
+    assert!(cdp.wait_for("location.pathname === '/.auth/login' && document.readyState === 'complete' && !!document.querySelector('a.provider')"));
+    cdp.eval("document.querySelector('a.provider').click(); true");
+    // The provider's own login form, then its consent form, filled in like a person would.
+    let at_idp = format!(
+        "location.origin === '{}' && document.readyState === 'complete'",
+        corp.issuer
+    );
+    assert!(
+        cdp.wait_for(&format!(
+            "{at_idp} && !!document.querySelector('input[name=login]')"
+        )),
+        "{}",
+        cdp.eval("location.href")
+    );
+    cdp.eval("document.querySelector('input[name=login]').value = 'alice'; document.querySelector('input[name=password]').value = 'x'; document.querySelector('form').submit(); true");
+    assert!(cdp.wait_for(&format!("({at_idp} && !!document.querySelector('input[value=consent]')) || location.pathname === '/app/whoami'")));
+    if cdp.eval("location.pathname") != "/app/whoami" {
+        cdp.eval("document.querySelector('form').submit(); true");
+    }
+    let arrived = cdp.wait_for("location.pathname === '/app/whoami' && document.readyState === 'complete' && document.body.innerText.includes('x-forwarded-user')");
+    assert!(
+        arrived,
+        "{} {}\n{}",
+        cdp.eval("location.href"),
+        cdp.eval("document.body.innerText"),
+        g.proc.log_text()
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(cdp.eval("document.body.innerText").as_str().unwrap()).unwrap();
+    let users: Vec<&str> = body["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0] == "x-forwarded-user")
+        .map(|h| h[1].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["alice"]);
+    // The login-state cookie was Secure, __Host- and is gone once used; the session is set.
+    let cookies = cdp.call("Network.getCookies", serde_json::json!({"urls": [origin]}));
+    let names: Vec<&str> = cookies["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"__Host-session"), "{names:?}");
+    assert!(!names.contains(&"__Host-portcullis-oidc"), "{names:?}");
 }

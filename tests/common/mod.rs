@@ -2,6 +2,8 @@
 //! free loopback ports, and speaks HTTP to them over real sockets.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
