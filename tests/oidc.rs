@@ -334,6 +334,13 @@ fn people_sign_in_through_either_of_two_providers() {
         ["carol@example.com"]
     );
     assert_eq!(app.upstream_header("x-forwarded-groups"), ["dev,staff"]);
+    // The login-state cookie, like the session cookie, never reaches the app.
+    let app = get(
+        gw,
+        "/app",
+        &[("Cookie", &format!("portcullis-oidc=abc; theme=1; {c}"))],
+    );
+    assert_eq!(app.upstream_header("cookie"), ["theme=1"]);
 
     // Mix-up: corp's answer with other's iss is refused before the code is redeemed.
     let b3 = browser(&ca);

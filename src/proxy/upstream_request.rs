@@ -62,6 +62,10 @@ pub(super) fn prepare(
     }
     if let Some(scfg) = &cfg.session {
         forward_cookies(req, &scfg.cookie_name)?;
+        if cfg.oidc.is_some() {
+            // The sealed login state of an OpenID sign-in in flight is ours too.
+            forward_cookies(req, crate::auth::oidc::endpoints::state_cookie_name(scfg))?;
+        }
     }
     // Step 9: verified identity and the gateway's own forwarding headers.
     if let Some(id) = &ctx.identity {
@@ -133,7 +137,7 @@ fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
     }
 }
 
-/// design.md step 5: the session cookie is the gateway's own; the app gets the client's
+/// design.md step 5: the cookie `name` is the gateway's own; the app gets the client's
 /// other cookies, merged into one header.
 fn forward_cookies(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
     let mut all = req.headers.get_all(http::header::COOKIE).iter();
