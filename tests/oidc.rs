@@ -622,3 +622,63 @@ fn a_real_browser_signs_in_through_the_provider_over_tls() {
     assert!(names.contains(&"__Host-session"), "{names:?}");
     assert!(!names.contains(&"__Host-portcullis-oidc"), "{names:?}");
 }
+
+#[test]
+fn id_tokens_signed_with_hs256_are_refused_even_when_the_provider_offers_it() {
+    // A real provider told to sign this client's ID tokens with HS256, keyed by the client
+    // secret (oidc-provider's dev keystore offers only RS256 besides): the gateway never
+    // accepts a symmetric ID token, whatever the provider advertises.
+    let dir = TempDir::new("oidc-alg");
+    let (_echo, echo) = echo("app", &dir);
+    let addrs = Addrs::new();
+    let (cert, key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    let ca = std::fs::read_to_string(&cert).unwrap();
+    let addr = free_addr();
+    let secret = "secret-of-hs-0123456789-0123456789-0123456789";
+    let cfg = serde_json::json!({"port": addr.port(), "cert": cert, "key": key,
+        "idTokenAlgs": ["RS256", "HS256"],
+        "clients": [{"client_id": "gw-hs", "client_secret": secret,
+            "redirect_uris": [format!("http://{}/.auth/oidc/callback", addrs.http)],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "id_token_signed_response_alg": "HS256"}]});
+    let log = dir.path("idp-alg.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("node")
+        .arg(provider_dir().join("provider.mjs"))
+        .arg(cfg.to_string())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let hs = Idp {
+        _proc: Proc {
+            child,
+            log,
+            term_first: true,
+        },
+        name: "hs".into(),
+        issuer: format!("https://127.0.0.1:{}", addr.port()),
+    };
+    wait_port(addr);
+    dir.write("hs.secret", &format!("{secret}\n"));
+    let g = gateway(
+        &dir,
+        &addrs,
+        echo,
+        true,
+        &oidc_section("hs", &hs.issuer, ""),
+    );
+    let b = browser(&ca);
+    let cb = sign_in_until_callback(&b, g.http, &hs, "alice");
+    let r = b.get(&cb).send().unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(session_cookie(&r).is_none());
+    assert!(r.text().unwrap().contains("algorithm not accepted"));
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_logins_total{provider=\"hs\",result=\"provider_error\"}"
+        ) >= 1.0
+    );
+}

@@ -39,6 +39,8 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   cookies: { keys: ['portcullis-test-cookie-key-0123456789'] },
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => claimsOf(id) }),
+  // Tests may widen what the provider signs ID tokens with (to see the gateway refuse it).
+  ...(cfg.idTokenAlgs ? { enabledJWA: { idTokenSigningAlgValues: cfg.idTokenAlgs } } : {}),
   ttl: { AccessToken: cfg.access_ttl || 3600, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
 });
 // Count calls per endpoint, for the tests (GET /_counts).
