@@ -81,48 +81,87 @@ pub fn canonical_host(raw: &str) -> Option<String> {
 /// DNS root, is dropped; two are not a name), so neither routing nor the CSRF origin check
 /// can be steered by the spelling of the same host.
 pub fn split_authority(raw: &str) -> Option<(String, Option<u16>)> {
-    let raw = raw.trim();
-    let port = |p: &str| -> Option<u16> {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+    let (host, port) = parse_authority(raw)?;
+    // Most Host headers are already lower-case: copy rather than map byte by byte.
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase()
+    } else {
+        host.to_string()
+    };
+    Some((host, port))
+}
+
+/// Whether `raw` is an authority `split_authority` accepts, without building its
+/// canonical form (the hygiene step only needs the verdict).
+pub fn is_valid_authority(raw: &str) -> bool {
+    parse_authority(raw).is_some()
+}
+
+/// 1-5 ASCII digits, at most 65535.
+fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for b in p.bytes() {
+        if !b.is_ascii_digit() {
             return None;
         }
-        p.parse().ok()
-    };
+        n = n * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(n).ok()
+}
+
+/// The host part (one trailing dot dropped, case as sent) and the port. One pass over the
+/// bytes: this runs on every request, twice.
+fn parse_authority(raw: &str) -> Option<(&str, Option<u16>)> {
+    let raw = raw.trim();
     if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets.
         let end = rest.find(']')?;
         let after = &rest[end + 1..];
         let p = match after.strip_prefix(':') {
-            Some(p) => Some(port(p)?),
+            Some(p) => Some(parse_port(p)?),
             None if after.is_empty() => None,
             None => return None,
         };
-        if rest[..end].is_empty()
-            || !rest[..end]
+        let inner = &rest[..end];
+        if inner.is_empty()
+            || !inner
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return None;
         }
-        return Some((format!("[{}]", rest[..end].to_ascii_lowercase()), p));
+        return Some((&raw[..end + 2], p));
     }
-    let (host, p) = match raw.rsplit_once(':') {
-        Some((h, p)) => (h, Some(port(p)?)),
+    let (host, p) = match raw.rfind(':') {
+        Some(i) => (&raw[..i], Some(parse_port(&raw[i + 1..])?)),
         None => (raw, None),
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty()
-        || host.len() > 253
-        || host.starts_with('.')
-        || host.ends_with('.')
-        || host.contains("..")
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
+    if host.len() > 253 {
         return None;
     }
-    Some((host.to_ascii_lowercase(), p))
+    // Labels of [A-Za-z0-9_-], separated by single dots, none empty: the start counts as
+    // a dot so that a leading dot, `..` and a (second) trailing dot all fail the same test.
+    let mut after_dot = true;
+    for b in host.bytes() {
+        if b == b'.' {
+            if after_dot {
+                return None;
+            }
+            after_dot = true;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            after_dot = false;
+        } else {
+            return None;
+        }
+    }
+    if after_dot {
+        return None;
+    }
+    Some((host, p))
 }
 
 /// Keys come from the config, so a fast non-cryptographic hasher is safe here: request

@@ -102,11 +102,7 @@ pub fn check(req: &RequestHeader, h2: bool) -> Result<(), Refusal> {
         return Err(refuse(400, "bad_host", "missing Host header", true));
     }
     if let Some(h) = req.headers.get(http::header::HOST) {
-        if h.to_str()
-            .ok()
-            .and_then(crate::router::canonical_host)
-            .is_none()
-        {
+        if !h.to_str().is_ok_and(crate::router::is_valid_authority) {
             return Err(refuse(400, "bad_host", "invalid Host header", true));
         }
     }
