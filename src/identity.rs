@@ -27,6 +27,35 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
+/// How and when a session's owner proved who they are: kept with the session so that the
+/// account page, step-up rules and (next) provider logout can use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authentication {
+    /// The `[[oidc]]` name, or empty for the users file (and for sessions from before
+    /// this was recorded, or from an upstream's `Portcullis-Login`).
+    pub provider: String,
+    /// The provider's `sub` and session id (`sid`), when it sent them.
+    pub subject: String,
+    pub sid: String,
+    /// RFC 8176 method references: `pwd` for the users file, the provider's `amr` for OIDC.
+    pub methods: Vec<String>,
+    /// The provider's `acr`, if any.
+    pub acr: String,
+    /// When the person authenticated (ms since the Unix epoch): the login, or the
+    /// provider's `auth_time`.
+    pub time_ms: u64,
+}
+
+impl Authentication {
+    pub fn password(now_ms: u64) -> Self {
+        Self {
+            methods: vec!["pwd".into()],
+            time_ms: now_ms,
+            ..Self::default()
+        }
+    }
+}
+
 /// Names of the identity headers and every header a client may not send.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {

@@ -300,6 +300,13 @@ fn people_sign_in_through_either_of_two_providers() {
         ["alice@example.com"]
     );
     assert_eq!(app.upstream_header("x-forwarded-groups"), ["reader,writer"]);
+    let me = get(
+        gw,
+        "/.auth/me",
+        &[("Cookie", &after), ("Accept", "application/json")],
+    );
+    assert_eq!(me.json()["provider"], "corp", "{}", me.body);
+    assert!(me.json()["auth_time"].as_str().is_some());
     assert_eq!(
         get(
             gw,

@@ -247,6 +247,10 @@ fn login_use_logout_replay(store: &'static str) {
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["user"], "alice");
     assert_eq!(me.json()["groups"], serde_json::json!(["admin", "dev"]));
+    // How they signed in travels with the session in every store's format.
+    assert_eq!(me.json()["amr"], serde_json::json!(["pwd"]), "{store}");
+    assert_eq!(me.json()["provider"], serde_json::Value::Null);
+    assert!(me.json()["auth_time"].as_str().is_some());
     let verify = get(h, "/.auth/verify", &[("Cookie", &with_cookie(&v))]);
     assert_eq!(verify.status, 200);
     assert_eq!(verify.header("x-forwarded-user"), Some("alice"));

@@ -210,7 +210,8 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
     if let Ok(Lookup::Hit(old)) = load_session(shared, s, ctx).await {
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
-    let created = session::create(scfg, &shared.backends(), identity).await;
+    let auth = crate::identity::Authentication::password(shared.clock.now_ms());
+    let created = session::create(scfg, &shared.backends(), identity, auth).await;
     let (value, record) = match created {
         Ok(v) => v,
         Err(e @ crate::session::store::StoreError::Refused(_)) => {
@@ -295,6 +296,10 @@ async fn me(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
                     "groups": r.identity.groups,
                     "created_at": rfc3339(r.created_ms),
                     "expires_at": rfc3339(expires),
+                    // How and when they signed in (null provider: the users file).
+                    "provider": (!r.auth.provider.is_empty()).then_some(&r.auth.provider),
+                    "auth_time": rfc3339(r.auth.time_ms),
+                    "amr": r.auth.methods,
                 }),
             )
         }

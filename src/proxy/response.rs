@@ -110,7 +110,12 @@ async fn upstream_session_instruction(
             if let Some(active) = ctx.session.take() {
                 let _ = session::end(scfg, &gw.shared.backends(), &active).await;
             }
-            match session::create(scfg, &gw.shared.backends(), identity).await {
+            // The upstream vouches for the login; how it authenticated is its business.
+            let auth = crate::identity::Authentication {
+                time_ms: gw.shared.clock.now_ms(),
+                ..Default::default()
+            };
+            match session::create(scfg, &gw.shared.backends(), identity, auth).await {
                 Ok((value, record)) => {
                     tracing::info!(request_id = %ctx.request_id, user = %record.identity.user, route = %ctx.route_label, "login by upstream");
                     gw.shared

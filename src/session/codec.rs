@@ -2,7 +2,11 @@
 //! integers and u16-length-prefixed UTF-8 strings, with an identity written as
 //! user ‖ email ‖ group count ‖ groups.
 
-use crate::identity::Identity;
+use crate::identity::{Authentication, Identity};
+
+/// Marks the authentication block that follows an identity in newer records; records
+/// written before it existed simply end after the identity.
+const AUTH_BLOCK: u8 = 0xA1;
 
 /// Append a length-prefixed string. Names, emails and groups are validated short strings;
 /// anything longer than a u16 length is clamped rather than corrupting the stream.
@@ -19,6 +23,21 @@ pub fn put_identity(out: &mut Vec<u8>, id: &Identity) {
     out.extend_from_slice(&(groups.len() as u16).to_le_bytes());
     for g in groups {
         put_str(out, g);
+    }
+}
+
+/// Append how the session's owner authenticated: tag ‖ provider ‖ subject ‖ sid ‖ acr ‖
+/// time (u64) ‖ method count ‖ methods.
+pub fn put_auth(out: &mut Vec<u8>, a: &Authentication) {
+    out.push(AUTH_BLOCK);
+    for s in [&a.provider, &a.subject, &a.sid, &a.acr] {
+        put_str(out, s);
+    }
+    out.extend_from_slice(&a.time_ms.to_le_bytes());
+    let m = &a.methods[..a.methods.len().min(16)];
+    out.extend_from_slice(&(m.len() as u16).to_le_bytes());
+    for s in m {
+        put_str(out, s);
     }
 }
 
@@ -67,6 +86,39 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The authentication block, if the record has one (`None` inside means malformed).
+    /// A record that ends here predates the block: its owner's method is unknown and the
+    /// time is `created_ms`.
+    pub fn auth_or_old(&mut self, created_ms: u64) -> Option<Authentication> {
+        if self.0.first() != Some(&AUTH_BLOCK) {
+            return Some(Authentication {
+                time_ms: created_ms,
+                ..Authentication::default()
+            });
+        }
+        self.take(1)?;
+        let (provider, subject, sid, acr) = (
+            self.string()?,
+            self.string()?,
+            self.string()?,
+            self.string()?,
+        );
+        let time_ms = self.u64()?;
+        let n = self.u16()?;
+        if n > 16 {
+            return None;
+        }
+        let methods = (0..n).map(|_| self.string()).collect::<Option<Vec<_>>>()?;
+        Some(Authentication {
+            provider,
+            subject,
+            sid,
+            methods,
+            acr,
+            time_ms,
+        })
+    }
+
     /// Validate an identity without allocating.
     pub fn skip_identity(&mut self) -> Option<()> {
         self.skip_string()?;
@@ -79,6 +131,28 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authentication_round_trips_and_old_records_read_as_unknown() {
+        let a = Authentication {
+            provider: "corp".into(),
+            subject: "s-1".into(),
+            sid: "sid".into(),
+            methods: vec!["pwd".into(), "otp".into()],
+            acr: "1".into(),
+            time_ms: 42,
+        };
+        let mut out = Vec::new();
+        put_auth(&mut out, &a);
+        let mut r = Reader(&out);
+        assert_eq!(r.auth_or_old(7), Some(a));
+        assert!(r.0.is_empty());
+        let old = Reader(&[]).auth_or_old(7).unwrap();
+        assert_eq!((old.time_ms, old.methods.len()), (7, 0));
+        for cut in 1..out.len() {
+            assert_eq!(Reader(&out[..cut]).auth_or_old(7), None, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn identities_round_trip_and_truncation_is_caught() {

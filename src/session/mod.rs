@@ -10,7 +10,7 @@ pub mod store;
 
 pub use settings::{SameSite, SessionConfig};
 
-use crate::identity::Identity;
+use crate::identity::{Authentication, Identity};
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
 use store::Store;
@@ -115,7 +115,8 @@ pub async fn lookup<'a>(
             None
         };
         let record =
-            SessionRecord::restored(sealed.identity, sealed.created_ms, sealed.refreshed_ms);
+            SessionRecord::restored(sealed.identity, sealed.created_ms, sealed.refreshed_ms)
+                .with_auth(sealed.auth);
         return Ok(Lookup::Hit(ActiveSession {
             key: key_of_stateless(&sealed.id),
             record: Arc::new(record),
@@ -151,6 +152,7 @@ pub async fn create(
     cfg: &SessionConfig,
     b: &Backends<'_>,
     identity: Identity,
+    auth: Authentication,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
     let now = b.clock.now_ms();
     if cfg.stateless {
@@ -159,18 +161,19 @@ pub async fn create(
             created_ms: now,
             refreshed_ms: now,
             identity,
+            auth,
         };
         let value =
             stateless::seal(&cfg.keys, &cfg.cookie_name, &sealed, b.rng).map_err(|e| match e {
                 stateless::SealError::TooLarge(_) => StoreError::Refused(e.to_string()),
                 stateless::SealError::Random => StoreError::Unavailable(e.to_string()),
             })?;
-        let record = SessionRecord::new(sealed.identity, now);
+        let record = SessionRecord::new(sealed.identity, now).with_auth(sealed.auth);
         return Ok((value, Arc::new(record)));
     }
     let id =
         SessionId::generate(b.rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
-    let rec = SessionRecord::new(identity, now);
+    let rec = SessionRecord::new(identity, now).with_auth(auth);
     let key = id.store_key();
     let stored = b.store.create(cfg, key, rec).await?;
     Ok((id.encode(&cfg.keys), stored))
@@ -317,10 +320,15 @@ mod tests {
             stateless::DenyList::new(Duration::from_secs(600)),
             ring::rand::SystemRandom::new(),
         );
-        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let (v, _) = create(
+            &c,
+            &backends(&s, &clock, &deny, &rng),
+            who,
+            Authentication::password(0),
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap();
         for _ in 0..5 {
             clock.0.fetch_add(50_000, Ordering::Relaxed); // < 60 s idle each time
             assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
@@ -340,10 +348,15 @@ mod tests {
             email: String::new(),
             groups: vec![],
         };
-        let (v, _) = create(&c, &backends(&s, &clock, &deny, &rng), who)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let (v, _) = create(
+            &c,
+            &backends(&s, &clock, &deny, &rng),
+            who,
+            Authentication::password(0),
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap();
         clock.0.fetch_add(60_000, Ordering::Relaxed);
         assert!(matches!(
             look(&c, &s, &clock, &v),

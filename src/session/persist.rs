@@ -1,6 +1,7 @@
 //! Encrypted snapshots of the memory store, so sessions survive a restart.
 //!
-//! Layout: `PCSNAP2\n` ‖ key id (4) ‖ nonce (12) ‖ AES-256-GCM(records). Records are a
+//! Layout: `PCSNAP3\n` ‖ key id (4) ‖ nonce (12) ‖ AES-256-GCM(records). (`PCSNAP2`
+//! snapshots, written before records carried how their owner authenticated, still load.) Records are a
 //! compact binary encoding (JSON took seconds at a million sessions). The key id
 //! names the session key whose derived seal key was used, so a snapshot written before a
 //! key rotation still opens while that key is in `keys_file`. A snapshot that does not
@@ -15,33 +16,47 @@ use ring::rand::SecureRandom;
 use std::io::Write;
 use std::path::Path;
 
-const MAGIC: &[u8] = b"PCSNAP2\n";
+const MAGIC: &[u8] = b"PCSNAP3\n";
+/// Records without the authentication block.
+const MAGIC_V2: &[u8] = b"PCSNAP2\n";
 const AAD: &[u8] = b"portcullis snapshot v1";
 
 /// Record encoding: store key (32) ‖ created ms (u64 LE) ‖ last seen ms (u64 LE) ‖
-/// identity (see `codec`).
+/// identity ‖ authentication (see `codec`; absent in `PCSNAP2`).
 fn encode(out: &mut Vec<u8>, key: &StoreKey, r: &SessionRecord) {
     out.extend_from_slice(&key.0);
     out.extend_from_slice(&r.created_ms.to_le_bytes());
     out.extend_from_slice(&r.last_seen_ms().to_le_bytes());
     codec::put_identity(out, &r.identity);
+    codec::put_auth(out, &r.auth);
 }
 
-/// Validate one record without allocating.
-fn skip_record(r: &mut Reader<'_>) -> Option<()> {
+/// Validate one record (without allocating, apart from the authentication block).
+fn skip_record(r: &mut Reader<'_>, with_auth: bool) -> Option<()> {
     r.take(48)?;
-    r.skip_identity()
+    r.skip_identity()?;
+    if with_auth {
+        // In a v3 snapshot the block is mandatory: its absence is corruption.
+        if r.0.first() != Some(&0xA1) {
+            return None;
+        }
+        r.auth_or_old(0)?;
+    }
+    Some(())
 }
 
-fn read_record(r: &mut Reader<'_>) -> Option<(StoreKey, SessionRecord)> {
+fn read_record(r: &mut Reader<'_>, with_auth: bool) -> Option<(StoreKey, SessionRecord)> {
     let mut key = [0u8; 32];
     key.copy_from_slice(r.take(32)?);
     let (created, seen) = (r.u64()?, r.u64()?);
     let identity = r.identity()?;
-    Some((
-        StoreKey(key),
-        SessionRecord::restored(identity, created, seen),
-    ))
+    let rec = SessionRecord::restored(identity, created, seen);
+    let rec = if with_auth {
+        rec.with_auth(r.auth_or_old(created)?)
+    } else {
+        rec
+    };
+    Some((StoreKey(key), rec))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +131,8 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         Err(e) => return Err(SnapshotError::Read(p, e)),
     };
     let head = MAGIC.len() + KEY_ID_LEN + 12;
-    if data.len() < head + 16 || !data.starts_with(MAGIC) {
+    let with_auth = data.starts_with(MAGIC);
+    if data.len() < head + 16 || !(with_auth || data.starts_with(MAGIC_V2)) {
         return Err(SnapshotError::Format(p));
     }
     let kid = &data[MAGIC.len()..MAGIC.len() + KEY_ID_LEN];
@@ -144,7 +160,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
     let mut n = 0usize;
     while !reader.0.is_empty() {
         starts.push(plain.len() - reader.0.len());
-        skip_record(&mut reader).ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
+        skip_record(&mut reader, with_auth).ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
         n += 1;
     }
     let per = n.div_ceil(workers).max(1);
@@ -160,7 +176,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         for range in ranges {
             scope.spawn(move || {
                 let mut r = Reader(range);
-                while let Some((key, rec)) = read_record(&mut r) {
+                while let Some((key, rec)) = read_record(&mut r, with_auth) {
                     // The memory store cannot fail.
                     let _ = store.create(key, rec);
                 }

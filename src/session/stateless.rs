@@ -11,7 +11,7 @@
 use super::codec::{self, Reader};
 use super::cookie::CookieRejection;
 use super::keys::{KeyRing, KEY_ID_LEN};
-use crate::identity::Identity;
+use crate::identity::{Authentication, Identity};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::aead;
@@ -29,6 +29,7 @@ pub struct Sealed {
     pub created_ms: u64,
     pub refreshed_ms: u64,
     pub identity: Identity,
+    pub auth: Authentication,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +72,7 @@ pub fn seal(
     plain.extend_from_slice(&s.created_ms.to_le_bytes());
     plain.extend_from_slice(&s.refreshed_ms.to_le_bytes());
     codec::put_identity(&mut plain, &s.identity);
+    codec::put_auth(&mut plain, &s.auth);
     let k = keys.current();
     let mut nonce = [0u8; 12];
     rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
@@ -128,11 +130,14 @@ fn decode(b: &[u8]) -> Option<Sealed> {
     id.copy_from_slice(r.take(16)?);
     let (created_ms, refreshed_ms) = (r.u64()?, r.u64()?);
     let identity = r.identity()?;
+    // Cookies sealed before the authentication block existed end here.
+    let auth = r.auth_or_old(created_ms)?;
     r.0.is_empty().then_some(Sealed {
         id,
         created_ms,
         refreshed_ms,
         identity,
+        auth,
     })
 }
 
@@ -207,6 +212,7 @@ mod tests {
                 email: "a@x".into(),
                 groups: vec!["g1".into(), "g2".into()],
             },
+            auth: Authentication::password(5),
         };
         let v = seal(&ring_of(std::slice::from_ref(&k1)), "s", &s, &rng).unwrap();
         assert_eq!(
@@ -262,6 +268,7 @@ mod tests {
                 email: String::new(),
                 groups: vec![],
             },
+            auth: Authentication::default(),
         };
         assert!(!d.is_denied(&s));
         d.deny_user("bob", 150);

@@ -3,7 +3,7 @@
 //! rule, and the same validity rules as every other identity source.
 
 use super::{OidcError, ProviderSettings};
-use crate::identity::Identity;
+use crate::identity::{Authentication, Identity};
 use serde_json::Value;
 
 pub type Claims = serde_json::Map<String, Value>;
@@ -79,6 +79,51 @@ pub fn identity(s: &ProviderSettings, claims: &Claims) -> Result<Identity, OidcE
         ))
     })?;
     Ok(id)
+}
+
+/// How the provider says the person authenticated: `sub`, `sid`, `amr`, `acr` and
+/// `auth_time` (seconds; the login time when absent or in the future). Values that could
+/// not be shown or logged safely are dropped rather than stored.
+pub fn authentication(provider: &str, claims: &Claims, now_ms: u64) -> Authentication {
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| s.len() <= 256 && !s.chars().any(char::is_control))
+            .unwrap_or("")
+            .to_string()
+    };
+    let methods = claims
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .filter(|m| {
+                    m.len() <= 32
+                        && m.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                })
+                .take(16)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let time_ms = claims
+        .get("auth_time")
+        .and_then(Value::as_f64)
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(|t| (t * 1000.0) as u64)
+        .filter(|t| *t <= now_ms)
+        .unwrap_or(now_ms);
+    Authentication {
+        provider: provider.to_string(),
+        subject: text("sub"),
+        sid: text("sid"),
+        methods,
+        acr: text("acr"),
+        time_ms,
+    }
 }
 
 #[cfg(test)]

@@ -282,7 +282,8 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
     if let Ok(Lookup::Hit(old)) = load_session(shared, s, ctx).await {
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
-    let (value, record) = session::create(scfg, &shared.backends(), identity)
+    let auth = claims::authentication(&st.provider, &claims, now);
+    let (value, record) = session::create(scfg, &shared.backends(), identity, auth)
         .await
         .map_err(|e| fail(OidcError::Down(format!("the session store: {e}"))))?;
     ctx.identity = Some(record.identity.clone());

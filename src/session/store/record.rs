@@ -5,7 +5,7 @@
 //! with an injectable clock, so tests can move time and every backend enforces the same
 //! rules.
 
-use crate::identity::Identity;
+use crate::identity::{Authentication, Identity};
 use crate::session::cookie::StoreKey;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct SessionRecord {
     pub identity: Arc<Identity>,
+    /// How and when the owner authenticated.
+    pub auth: Arc<Authentication>,
     pub created_ms: u64,
     last_seen_ms: AtomicU64,
     /// The `last_seen_ms` the shared store (Redis) last recorded; touches are written back
@@ -25,6 +27,10 @@ impl SessionRecord {
     pub fn new(identity: Identity, created_ms: u64) -> Self {
         Self {
             identity: Arc::new(identity),
+            auth: Arc::new(Authentication {
+                time_ms: created_ms,
+                ..Authentication::default()
+            }),
             created_ms,
             last_seen_ms: AtomicU64::new(created_ms),
             persisted_ms: AtomicU64::new(created_ms),
@@ -34,10 +40,20 @@ impl SessionRecord {
     pub fn restored(identity: Identity, created_ms: u64, last_seen_ms: u64) -> Self {
         Self {
             identity: Arc::new(identity),
+            auth: Arc::new(Authentication {
+                time_ms: created_ms,
+                ..Authentication::default()
+            }),
             created_ms,
             last_seen_ms: AtomicU64::new(last_seen_ms),
             persisted_ms: AtomicU64::new(last_seen_ms),
         }
+    }
+
+    /// The same record, with how its owner authenticated.
+    pub fn with_auth(mut self, auth: Authentication) -> Self {
+        self.auth = Arc::new(auth);
+        self
     }
 
     pub fn last_seen_ms(&self) -> u64 {

@@ -44,6 +44,7 @@ pub fn seal(
     plain.extend_from_slice(&rec.created_ms.to_le_bytes());
     plain.extend_from_slice(&last_seen_ms.to_le_bytes());
     codec::put_identity(&mut plain, &rec.identity);
+    codec::put_auth(&mut plain, &rec.auth);
     let k = keys.current();
     let mut nonce = [0u8; 12];
     rng.fill(&mut nonce).ok()?;
@@ -90,10 +91,12 @@ pub fn open(
     }
     let (created, last_seen) = (r.u64()?, r.u64()?);
     let identity = r.identity()?;
+    // Records sealed before the authentication block existed end here.
+    let auth = r.auth_or_old(created)?;
     if !r.0.is_empty() {
         return None;
     }
-    Some(SessionRecord::restored(identity, created, last_seen))
+    Some(SessionRecord::restored(identity, created, last_seen).with_auth(auth))
 }
 
 #[cfg(test)]
@@ -105,6 +108,12 @@ mod tests {
     fn round_trip_binding_and_rotation() {
         let old = KeyRing::from_raw_keys(&[vec![7u8; 32]]);
         let rng = ring::rand::SystemRandom::new();
+        let auth = crate::identity::Authentication {
+            provider: "corp".into(),
+            methods: vec!["pwd".into()],
+            time_ms: 900,
+            ..Default::default()
+        };
         let rec = SessionRecord::new(
             Identity {
                 user: "ana".into(),
@@ -112,11 +121,31 @@ mod tests {
                 groups: vec!["g".into()],
             },
             1_000,
-        );
+        )
+        .with_auth(auth.clone());
         let v = seal(REDIS, &old, "p:s:aa", &rec, 5_000, &rng).unwrap();
         let back = open(REDIS, &old, "p:s:aa", &v).unwrap();
         assert_eq!(back.identity.user, "ana");
         assert_eq!((back.created_ms, back.last_seen_ms()), (1_000, 5_000));
+        assert_eq!(*back.auth, auth);
+        // A record sealed before the authentication block existed still opens.
+        let mut plain = vec![VERSION];
+        plain.extend_from_slice(&1_000u64.to_le_bytes());
+        plain.extend_from_slice(&5_000u64.to_le_bytes());
+        codec::put_identity(&mut plain, &rec.identity);
+        let k = old.current();
+        let nonce = [3u8; 12];
+        aead_key(&k.seal)
+            .unwrap()
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(aad(REDIS, "p:s:aa")),
+                &mut plain,
+            )
+            .unwrap();
+        let legacy = [&k.id[..], &nonce[..], &plain[..]].concat();
+        let back = open(REDIS, &old, "p:s:aa", &legacy).unwrap();
+        assert_eq!((back.auth.time_ms, back.auth.methods.len()), (1_000, 0));
         assert!(
             open(REDIS, &old, "p:s:bb", &v).is_none(),
             "bound to its key"
