@@ -154,6 +154,61 @@ impl KeyRing {
 }
 
 /// A fresh random 32-byte key, base64url (what `gen-key` prints).
+impl KeyRing {
+    /// Seal `plain` under the current key's seal key with AES-256-GCM: key id ‖ nonce (12)
+    /// ‖ ciphertext ‖ tag. `aad` binds the value to its purpose (and where it is stored),
+    /// so one kind of sealed value never opens as another. `None` only without randomness.
+    pub fn seal(
+        &self,
+        aad: &[u8],
+        mut plain: Vec<u8>,
+        rng: &dyn ring::rand::SecureRandom,
+    ) -> Option<Vec<u8>> {
+        let k = self.current();
+        let mut nonce = [0u8; 12];
+        rng.fill(&mut nonce).ok()?;
+        aead_key(&k.seal)?
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(aad),
+                &mut plain,
+            )
+            .ok()?;
+        let mut out = Vec::with_capacity(KEY_ID_LEN + 12 + plain.len());
+        out.extend_from_slice(&k.id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
+        Some(out)
+    }
+
+    /// Open what `seal` made, in place; `None` if it was sealed with a key no longer in the
+    /// ring, for another `aad`, or altered.
+    pub fn open<'a>(&self, aad: &[u8], raw: &'a mut [u8]) -> Option<&'a [u8]> {
+        if raw.len() < KEY_ID_LEN + 12 + 16 {
+            return None;
+        }
+        let (kid, rest) = raw.split_at_mut(KEY_ID_LEN);
+        let k = self.by_id(kid)?;
+        let (nonce, body) = rest.split_at_mut(12);
+        let mut n = [0u8; 12];
+        n.copy_from_slice(nonce);
+        let plain = aead_key(&k.seal)?
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(n),
+                ring::aead::Aad::from(aad),
+                body,
+            )
+            .ok()?;
+        Some(plain)
+    }
+}
+
+fn aead_key(seal: &[u8; 32]) -> Option<ring::aead::LessSafeKey> {
+    ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, seal)
+        .ok()
+        .map(ring::aead::LessSafeKey::new)
+}
+
 pub fn generate_key() -> Result<String, ring::error::Unspecified> {
     use ring::rand::SecureRandom;
     let mut k = [0u8; 32];

@@ -5,10 +5,9 @@
 //! Cookie value: base64url(key id ‖ nonce (12) ‖ AES-256-GCM(JSON)), under the session key
 //! ring's seal key with its own associated data, so it cannot be confused with a session.
 
-use crate::session::keys::{KeyRing, KEY_ID_LEN};
+use crate::session::keys::KeyRing;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::aead;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -62,29 +61,9 @@ impl LoginState {
     }
 }
 
-fn key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
-    aead::UnboundKey::new(&aead::AES_256_GCM, seal)
-        .ok()
-        .map(aead::LessSafeKey::new)
-}
-
 pub fn seal(keys: &KeyRing, st: &LoginState, rng: &dyn SecureRandom) -> Option<String> {
-    let mut plain = serde_json::to_vec(st).ok()?;
-    let k = keys.current();
-    let mut nonce = [0u8; 12];
-    rng.fill(&mut nonce).ok()?;
-    key(&k.seal)?
-        .seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(AAD),
-            &mut plain,
-        )
-        .ok()?;
-    let mut out = Vec::with_capacity(KEY_ID_LEN + 12 + plain.len());
-    out.extend_from_slice(&k.id);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&plain);
-    Some(URL_SAFE_NO_PAD.encode(out))
+    let plain = serde_json::to_vec(st).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(keys.seal(AAD, plain, rng)?))
 }
 
 /// Open a state cookie; `None` if forged, altered, sealed with a key no longer configured,
@@ -93,23 +72,8 @@ pub fn open(keys: &KeyRing, value: &str, now_ms: u64) -> Option<LoginState> {
     if value.len() > MAX_COOKIE {
         return None;
     }
-    let raw = URL_SAFE_NO_PAD.decode(value).ok()?;
-    if raw.len() < KEY_ID_LEN + 12 + 16 {
-        return None;
-    }
-    let (kid, rest) = raw.split_at(KEY_ID_LEN);
-    let k = keys.by_id(kid)?;
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&rest[..12]);
-    let mut body = rest[12..].to_vec();
-    let plain = key(&k.seal)?
-        .open_in_place(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(AAD),
-            &mut body,
-        )
-        .ok()?;
-    let st: LoginState = serde_json::from_slice(plain).ok()?;
+    let mut raw = URL_SAFE_NO_PAD.decode(value).ok()?;
+    let st: LoginState = serde_json::from_slice(keys.open(AAD, &mut raw)?).ok()?;
     let age = now_ms.checked_sub(st.created_ms)?;
     (age <= STATE_TTL.as_millis() as u64).then_some(st)
 }

@@ -4,7 +4,7 @@
 //! JWKS only (`jku`, `x5u` and `jwk` headers are never followed), then the claims.
 
 use super::OidcError;
-use crate::tokens::jwt::jwks::Remote;
+use crate::tokens::jwt::jwks::{KeyMiss, Remote};
 use crate::tokens::jwt::jws::{self, Alg};
 
 pub type Claims = serde_json::Map<String, serde_json::Value>;
@@ -54,23 +54,11 @@ pub async fn verify(
     if alg == Alg::Hs256 || !advertised_ok {
         return Err(bad("algorithm not accepted"));
     }
-    let kid = c.header.kid.as_deref();
-    let set = keys.keys(kid).await;
-    let mut tried = false;
-    let mut valid = false;
-    for key in set.candidates(alg, kid) {
-        tried = true;
-        if jws::verify(alg, key, c.signing_input, c.signature) {
-            valid = true;
-            break;
-        }
-    }
-    if !tried {
-        return Err(bad("no key in the provider's JWKS matches"));
-    }
-    if !valid {
-        return Err(bad("bad signature"));
-    }
+    let set = keys.keys(c.header.kid.as_deref()).await;
+    set.verify(alg, &c).map_err(|m| match m {
+        KeyMiss::NoKey => bad("no key in the provider's JWKS matches"),
+        KeyMiss::Signature => bad("bad signature"),
+    })?;
     let claims: Claims =
         serde_json::from_slice(&c.payload).map_err(|_| bad("payload is not a JSON object"))?;
     check(&claims, want, now_s)?;

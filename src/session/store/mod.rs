@@ -9,6 +9,7 @@ pub mod memory;
 pub mod record;
 pub mod redis;
 pub mod sealed;
+pub mod touches;
 
 pub use memory::MemoryStore;
 pub use record::{

@@ -6,8 +6,7 @@
 
 use super::record::SessionRecord;
 use crate::session::codec::{self, Reader};
-use crate::session::keys::{KeyRing, KEY_ID_LEN};
-use ring::aead;
+use crate::session::keys::KeyRing;
 use ring::rand::SecureRandom;
 
 const VERSION: u8 = 1;
@@ -22,12 +21,6 @@ pub const MEMCACHED: Binding = Binding(b"portcullis memcached record v1\0");
 
 fn aad(binding: Binding, store_key: &str) -> Vec<u8> {
     [binding.0, store_key.as_bytes()].concat()
-}
-
-fn aead_key(seal: &[u8; 32]) -> Option<aead::LessSafeKey> {
-    aead::UnboundKey::new(&aead::AES_256_GCM, seal)
-        .ok()
-        .map(aead::LessSafeKey::new)
 }
 
 /// Seal `rec` (with `last_seen_ms`) for storage under `store_key` in `binding`'s store.
@@ -45,21 +38,7 @@ pub fn seal(
     plain.extend_from_slice(&last_seen_ms.to_le_bytes());
     codec::put_identity(&mut plain, &rec.identity);
     codec::put_auth(&mut plain, &rec.auth);
-    let k = keys.current();
-    let mut nonce = [0u8; 12];
-    rng.fill(&mut nonce).ok()?;
-    aead_key(&k.seal)?
-        .seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad(binding, store_key)),
-            &mut plain,
-        )
-        .ok()?;
-    let mut out = Vec::with_capacity(KEY_ID_LEN + 12 + plain.len());
-    out.extend_from_slice(&k.id);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&plain);
-    Some(out)
+    keys.seal(&aad(binding, store_key), plain, rng)
 }
 
 /// Open a stored value; `None` if it was sealed with a key no longer configured, for
@@ -70,21 +49,8 @@ pub fn open(
     store_key: &str,
     value: &[u8],
 ) -> Option<SessionRecord> {
-    if value.len() < KEY_ID_LEN + 12 + 16 {
-        return None;
-    }
-    let (kid, rest) = value.split_at(KEY_ID_LEN);
-    let k = keys.by_id(kid)?;
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&rest[..12]);
-    let mut body = rest[12..].to_vec();
-    let plain = aead_key(&k.seal)?
-        .open_in_place(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad(binding, store_key)),
-            &mut body,
-        )
-        .ok()?;
+    let mut raw = value.to_vec();
+    let plain = keys.open(&aad(binding, store_key), &mut raw)?;
     let mut r = Reader(plain);
     if r.take(1)? != [VERSION] {
         return None;
@@ -133,17 +99,7 @@ mod tests {
         plain.extend_from_slice(&1_000u64.to_le_bytes());
         plain.extend_from_slice(&5_000u64.to_le_bytes());
         codec::put_identity(&mut plain, &rec.identity);
-        let k = old.current();
-        let nonce = [3u8; 12];
-        aead_key(&k.seal)
-            .unwrap()
-            .seal_in_place_append_tag(
-                aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(aad(REDIS, "p:s:aa")),
-                &mut plain,
-            )
-            .unwrap();
-        let legacy = [&k.id[..], &nonce[..], &plain[..]].concat();
+        let legacy = old.seal(&aad(REDIS, "p:s:aa"), plain, &rng).unwrap();
         let back = open(REDIS, &old, "p:s:aa", &legacy).unwrap();
         assert_eq!((back.auth.time_ms, back.auth.methods.len()), (1_000, 0));
         assert!(

@@ -34,9 +34,35 @@ impl KeySet {
             .map(|k| &k.key)
     }
 
+    /// Check a parsed token's signature against the candidate keys (see `candidates`).
+    pub fn verify(&self, alg: Alg, c: &super::jws::Compact<'_>) -> Result<(), KeyMiss> {
+        let kid = c.header.kid.as_deref();
+        let mut tried = false;
+        for key in self.candidates(alg, kid) {
+            tried = true;
+            if super::jws::verify(alg, key, c.signing_input, c.signature) {
+                return Ok(());
+            }
+        }
+        Err(if tried {
+            KeyMiss::Signature
+        } else {
+            KeyMiss::NoKey
+        })
+    }
+
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
+}
+
+/// Why `KeySet::verify` refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    /// No key of the set can verify this algorithm (under this `kid`).
+    NoKey,
+    /// Keys were tried; none verifies the signature.
+    Signature,
 }
 
 #[derive(Deserialize)]

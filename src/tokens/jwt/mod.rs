@@ -112,23 +112,11 @@ impl Issuers {
         if !issuer.algorithms.contains(&alg) {
             return Err(Rejection::Algorithm);
         }
-        let kid = c.header.kid.as_deref();
-        let set = issuer.keys.keys(kid).await;
-        let mut tried = false;
-        let mut valid = false;
-        for key in set.candidates(alg, kid) {
-            tried = true;
-            if jws::verify(alg, key, c.signing_input, c.signature) {
-                valid = true;
-                break;
-            }
-        }
-        if !tried {
-            return Err(Rejection::UnknownKey);
-        }
-        if !valid {
-            return Err(Rejection::Signature);
-        }
+        let set = issuer.keys.keys(c.header.kid.as_deref()).await;
+        set.verify(alg, &c).map_err(|m| match m {
+            jwks::KeyMiss::NoKey => Rejection::UnknownKey,
+            jwks::KeyMiss::Signature => Rejection::Signature,
+        })?;
         issuer.check_claims(&claims, now)?;
         issuer.identity(&claims)
     }

@@ -32,13 +32,12 @@ pub use settings::MemcachedConfig;
 
 use super::record::{Clock, SessionRecord, StoreError, SystemClock};
 use super::sealed;
+use super::touches::TouchQueue;
 use crate::metrics::Metrics;
 use crate::session::cookie::StoreKey;
-use crate::session::keys::KeyRing;
 use crate::session::SessionConfig;
 use client::{Reply, Server};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -46,20 +45,13 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// login or revocation of the same user changed it in between).
 const CAS_TRIES: usize = 8;
 
-struct Pending {
-    rec: Arc<SessionRecord>,
-    keys: Arc<KeyRing>,
-    idle_ms: u64,
-    absolute_ms: u64,
-}
-
 struct Inner {
     cfg: Arc<MemcachedConfig>,
     servers: Vec<Server>,
     seeds: Vec<u64>,
     handle: tokio::runtime::Handle,
     near: Option<moka::sync::Cache<StoreKey, Arc<SessionRecord>>>,
-    pending: Mutex<HashMap<StoreKey, Pending>>,
+    touches: TouchQueue,
     metrics: Metrics,
     rng: ring::rand::SystemRandom,
 }
@@ -94,11 +86,6 @@ fn user_digest(user: &str) -> [u8; 32] {
 
 fn unix_s() -> u64 {
     SystemClock.now_ms() / 1000
-}
-
-/// When a record stops being valid, given the `last_seen` memcached will hold.
-fn deadline(rec: &SessionRecord, last_seen: u64, idle_ms: u64, touch: Duration, abs: u64) -> u64 {
-    (last_seen + idle_ms + touch.as_millis() as u64).min(rec.created_ms + abs)
 }
 
 fn unexpected(op: &str, r: &Reply) -> StoreError {
@@ -190,18 +177,14 @@ impl Inner {
     }
 
     async fn flush_touches(self: &Arc<Self>) {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch = self.touches.take();
         let now = SystemClock.now_ms();
         let mut failed = 0usize;
         for (key, p) in batch {
             let last = p.rec.last_seen_ms();
-            let until = deadline(
-                &p.rec,
-                last,
-                p.idle_ms,
-                self.cfg.touch_interval,
-                p.absolute_ms,
-            );
+            let until = self
+                .touches
+                .deadline(&p.rec, last, p.idle_ms, p.absolute_ms);
             if until <= now {
                 continue;
             }
@@ -281,13 +264,14 @@ impl MemcachedStore {
                 .support_invalidation_closures()
                 .build()
         });
+        let touches = TouchQueue::new(cfg.touch_interval);
         let inner = Arc::new(Inner {
+            touches,
             cfg,
             servers,
             seeds,
             handle: rt.handle().clone(),
             near,
-            pending: Mutex::new(HashMap::new()),
             metrics,
             rng: ring::rand::SystemRandom::new(),
         });
@@ -327,7 +311,7 @@ impl MemcachedStore {
         let idle_ms = cfg.idle_timeout.as_millis() as u64;
         let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
         let now = rec.created_ms;
-        let until = deadline(&rec, now, idle_ms, i.cfg.touch_interval, absolute_ms);
+        let until = i.touches.deadline(&rec, now, idle_ms, absolute_ms);
         // The user index first: a session memcached holds must always be revocable.
         let digest = user_digest(&rec.identity.user);
         let evicted = i
@@ -396,20 +380,9 @@ impl MemcachedStore {
         Ok(Some(rec))
     }
 
-    /// Slide the idle expiry: in memory now, in memcached by the next batch if it is due.
+    /// Slide the idle expiry (see `store/touches.rs`).
     pub fn touch(&self, cfg: &SessionConfig, key: &StoreKey, rec: &Arc<SessionRecord>, now: u64) {
-        rec.seen(now);
-        let touch_ms = self.inner.cfg.touch_interval.as_millis() as u64;
-        if now.saturating_sub(rec.persisted_ms()) < touch_ms {
-            return;
-        }
-        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.entry(*key).or_insert_with(|| Pending {
-            rec: rec.clone(),
-            keys: cfg.keys.clone(),
-            idle_ms: cfg.idle_timeout.as_millis() as u64,
-            absolute_ms: cfg.absolute_timeout.as_millis() as u64,
-        });
+        self.inner.touches.touch(cfg, key, rec, now);
     }
 
     pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
@@ -417,10 +390,7 @@ impl MemcachedStore {
         if let Some(n) = &i.near {
             n.invalidate(key);
         }
-        i.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        i.touches.forget(key);
         // The index line stays until it expires or the index is next rewritten: harmless,
         // a revocation deleting a missing key is a no-op.
         match i
@@ -454,10 +424,7 @@ impl MemcachedStore {
                 if let Some(n) = &i.near {
                     n.invalidate(&e.key);
                 }
-                i.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&e.key);
+                i.touches.forget(&e.key);
                 match i
                     .run("revoke", &e.key.0, client::delete(&i.skey(&e.key), None))
                     .await?

@@ -29,13 +29,12 @@ pub use settings::{RedisConfig, RedisTarget};
 
 use super::record::{SessionRecord, StoreError};
 use super::sealed;
+use super::touches::TouchQueue;
 use crate::metrics::Metrics;
 use crate::session::cookie::StoreKey;
-use crate::session::keys::KeyRing;
 use crate::session::SessionConfig;
 use futures_util::StreamExt;
 use link::Link;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,13 +43,6 @@ use std::time::{Duration, Instant};
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const HEARTBEAT_LOST: Duration = Duration::from_secs(3);
 const MAX_KEYS_PER_MESSAGE: usize = 200;
-
-struct Pending {
-    rec: Arc<SessionRecord>,
-    keys: Arc<KeyRing>,
-    idle_ms: u64,
-    absolute_ms: u64,
-}
 
 /// State shared with the background tasks.
 struct Inner {
@@ -67,7 +59,7 @@ struct Inner {
     /// Bumped on every invalidation; a read that saw it move does not fill the cache.
     epoch: AtomicU64,
     last_heard: Mutex<Instant>,
-    pending: Mutex<HashMap<StoreKey, Pending>>,
+    touches: TouchQueue,
     /// The outcome of the latest Redis command (`Ok`, or why not), for `/readyz`.
     health: Mutex<Result<(), String>>,
     instance: String,
@@ -319,7 +311,7 @@ impl Inner {
     }
 
     async fn flush_touches(&self) {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let batch = self.touches.take();
         if batch.is_empty() {
             return;
         }
@@ -328,13 +320,9 @@ impl Inner {
         let mut written = Vec::new();
         for (key, p) in &batch {
             let last = p.rec.last_seen_ms();
-            let deadline = deadline(
-                &p.rec,
-                last,
-                p.idle_ms,
-                self.cfg.touch_interval,
-                p.absolute_ms,
-            );
+            let deadline = self
+                .touches
+                .deadline(&p.rec, last, p.idle_ms, p.absolute_ms);
             if deadline <= now {
                 continue;
             }
@@ -379,17 +367,6 @@ impl Inner {
     }
 }
 
-/// When a record stops being valid, given the `last_seen` Redis will hold.
-fn deadline(
-    rec: &SessionRecord,
-    last_seen: u64,
-    idle_ms: u64,
-    touch: Duration,
-    absolute_ms: u64,
-) -> u64 {
-    (last_seen + idle_ms + touch.as_millis() as u64).min(rec.created_ms + absolute_ms)
-}
-
 impl RedisStore {
     /// Connect lazily: nothing here waits for Redis, so the gateway starts (and serves its
     /// public routes) while Redis is still down.
@@ -404,7 +381,9 @@ impl RedisStore {
         let mut id = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
             .map_err(|_| "no randomness".to_string())?;
+        let touches = TouchQueue::new(cfg.touch_interval);
         let inner = Arc::new(Inner {
+            touches,
             near: moka::sync::Cache::builder()
                 .max_capacity(max_sessions)
                 .time_to_live(cfg.near_cache_ttl.max(Duration::from_millis(1)))
@@ -423,7 +402,6 @@ impl RedisStore {
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             last_heard: Mutex::new(Instant::now()),
-            pending: Mutex::new(HashMap::new()),
             health: Mutex::new(Err("not connected yet".into())),
             instance: hex(&id),
             metrics,
@@ -467,13 +445,10 @@ impl RedisStore {
             cfg.idle_timeout.as_millis() as u64,
             cfg.absolute_timeout.as_millis() as u64,
         );
-        let ttl = deadline(
-            &rec,
-            rec.created_ms,
-            idle_ms,
-            i.cfg.touch_interval,
-            absolute_ms,
-        ) - rec.created_ms;
+        let ttl = i
+            .touches
+            .deadline(&rec, rec.created_ms, idle_ms, absolute_ms)
+            - rec.created_ms;
         // The user index first: a session Redis holds must always be revocable.
         let ukey = i.ukey(&rec.identity.user);
         let add = redis::cmd("SADD").arg(&ukey).arg(hex(&key.0)).clone();
@@ -531,29 +506,15 @@ impl RedisStore {
         Ok(Some(rec))
     }
 
-    /// Slide the idle expiry: in memory now, in Redis by the next batch if it is due.
+    /// Slide the idle expiry (see `store/touches.rs`).
     pub fn touch(&self, cfg: &SessionConfig, key: &StoreKey, rec: &Arc<SessionRecord>, now: u64) {
-        rec.seen(now);
-        let touch_ms = self.inner.cfg.touch_interval.as_millis() as u64;
-        if now.saturating_sub(rec.persisted_ms()) < touch_ms {
-            return;
-        }
-        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.entry(*key).or_insert_with(|| Pending {
-            rec: rec.clone(),
-            keys: cfg.keys.clone(),
-            idle_ms: cfg.idle_timeout.as_millis() as u64,
-            absolute_ms: cfg.absolute_timeout.as_millis() as u64,
-        });
+        self.inner.touches.touch(cfg, key, rec, now);
     }
 
     pub async fn delete(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let i = &self.inner;
         i.near.invalidate(key);
-        i.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        i.touches.forget(key);
         let del = redis::cmd("DEL").arg(i.skey(key)).clone();
         let n: i64 = i.timed("delete", &del).await?;
         i.publish_keys(std::slice::from_ref(key)).await;
