@@ -458,7 +458,13 @@ fn a_provider_that_is_down_costs_its_logins_only() {
     let r = get(g.http, "/.auth/oidc/gone/start?rd=/y", &[]);
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("Start again"));
-    assert_eq!(admin_get(&g, "/readyz").status, 200);
+    let ready = admin_get(&g, "/readyz");
+    assert_eq!(ready.status, 200);
+    assert!(
+        ready.body.contains("degraded") && ready.body.contains("OpenID Provider gone"),
+        "{}",
+        ready.body
+    );
     assert!(
         metric(
             &g,

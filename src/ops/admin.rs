@@ -117,8 +117,31 @@ impl ServeHttp for Admin {
             }
             (&http::Method::GET | &http::Method::HEAD, "/readyz") => {
                 let reasons = self.not_ready();
-                if reasons.is_empty() {
+                // A provider that is down costs its logins only; it does not take this
+                // instance out of a load balancer (design.md).
+                let degraded: Vec<String> = self
+                    .shared
+                    .config
+                    .load()
+                    .oidc
+                    .as_ref()
+                    .map(|o| {
+                        o.list
+                            .iter()
+                            .filter_map(|p| {
+                                p.degraded()
+                                    .map(|e| format!("OpenID Provider {}: {e}", p.settings.name))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if reasons.is_empty() && degraded.is_empty() {
                     json(200, serde_json::json!({"ready": true}))
+                } else if reasons.is_empty() {
+                    json(
+                        200,
+                        serde_json::json!({"ready": true, "degraded": degraded}),
+                    )
                 } else {
                     json(503, serde_json::json!({"ready": false, "reasons": reasons}))
                 }

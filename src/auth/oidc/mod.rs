@@ -111,6 +111,20 @@ impl Provider {
         &self.client
     }
 
+    /// Why the provider is not usable, when its last discovery failed and none has
+    /// succeeded since (for `/readyz`'s `degraded` list). Providers are not probed: a
+    /// provider nobody has tried to sign in with yet is not listed.
+    pub fn degraded(&self) -> Option<String> {
+        if self.discovered.load().is_some() {
+            return None;
+        }
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, e)| e.to_string())
+    }
+
     /// The provider's metadata and keys, discovering them first if needed.
     pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         if let Some(d) = self.discovered.load_full() {
