@@ -27,6 +27,8 @@ pub struct Metrics {
     /// OpenID Connect logins by provider (a config name) and fixed result word.
     pub oidc_logins: IntCounterVec,
     pub oidc_provider_duration: HistogramVec,
+    pub oidc_refreshes: IntCounterVec,
+    pub oidc_backchannel_logouts: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub session_cache: IntCounterVec,
     pub session_invalidations: IntCounter,
@@ -148,6 +150,20 @@ impl Metrics {
             ),
             &["provider", "result"],
         )?;
+        let oidc_refreshes = IntCounterVec::new(
+            Opts::new(
+                "portcullis_oidc_refreshes_total",
+                "Renewals of OpenID Provider tokens, by provider and result (renewed, refused, provider_down, provider_error).",
+            ),
+            &["provider", "result"],
+        )?;
+        let oidc_backchannel_logouts = IntCounterVec::new(
+            Opts::new(
+                "portcullis_oidc_backchannel_logouts_total",
+                "OpenID Back-Channel Logout requests, by provider and result.",
+            ),
+            &["provider", "result"],
+        )?;
         let oidc_provider_duration = HistogramVec::new(
             HistogramOpts::new(
                 "portcullis_oidc_provider_duration_seconds",
@@ -194,6 +210,8 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(oidc_logins.clone()))?;
         registry.register(Box::new(oidc_provider_duration.clone()))?;
+        registry.register(Box::new(oidc_refreshes.clone()))?;
+        registry.register(Box::new(oidc_backchannel_logouts.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(session_invalidations.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -225,6 +243,8 @@ impl Metrics {
             store_errors,
             oidc_logins,
             oidc_provider_duration,
+            oidc_refreshes,
+            oidc_backchannel_logouts,
             session_cache,
             session_invalidations,
         })

@@ -44,6 +44,12 @@ pub async fn handle(
         ("/oidc/callback", http::Method::GET) => {
             super::oidc::endpoints::callback(shared, s, ctx).await
         }
+        ("/oidc/backchannel-logout", http::Method::POST) => {
+            super::oidc::logout::backchannel(shared, s, ctx).await
+        }
+        ("/oidc/backchannel-logout", _) => {
+            Reply::error(405, "method_not_allowed", "use POST").header("allow", "POST")
+        }
         (p, http::Method::GET) if p.starts_with("/oidc/") && p.ends_with("/start") => {
             let name = &p["/oidc/".len()..p.len() - "/start".len()];
             super::oidc::endpoints::start(shared, s, ctx, name).await
@@ -255,6 +261,7 @@ async fn logout(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
             return Reply::error(503, "session_store_unavailable", "try again shortly")
         }
     };
+    let mut next = None;
     if let Lookup::Hit(active) = lookup {
         ctx.identity = Some(active.record.identity.clone());
         match session::end(scfg, &shared.backends(), &active).await {
@@ -266,9 +273,11 @@ async fn logout(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
                 return Reply::error(503, "session_store_unavailable", "try again shortly");
             }
         }
+        // The gateway's session is gone either way; the provider's may end too.
+        next = super::oidc::logout::provider_logout_url(shared, ctx, &active.record).await;
     }
-    Reply::redirect(303, &ctx.config.auth.after_logout)
-        .header("set-cookie", session::clear_cookie(scfg))
+    let to = next.as_deref().unwrap_or(&ctx.config.auth.after_logout);
+    Reply::redirect(303, to).header("set-cookie", session::clear_cookie(scfg))
 }
 
 fn rfc3339(ms: u64) -> String {

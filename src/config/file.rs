@@ -411,8 +411,7 @@ pub struct OidcSection {
     pub groups_claim: String,
     #[serde(default = "no_domains")]
     pub allowed_email_domains: Spanned<Vec<String>>,
-    /// Not implemented yet: refused when true (README "Log in with your identity provider").
-    #[serde(default = "no")]
+    #[serde(default = "yes")]
     pub refresh: Spanned<bool>,
     #[serde(default = "no_header")]
     pub access_token_header: Spanned<String>,

@@ -8,6 +8,25 @@ use crate::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Names `access_token_header` may not take: request framing, the gateway's own
+/// credentials and forwarding headers.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "cookie",
+    "authorization",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "forwarded",
+    "x-real-ip",
+];
+
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
@@ -19,6 +38,7 @@ pub(crate) fn providers(
     src: &Source<'_>,
     sections: Vec<OidcSection>,
     has_sessions: bool,
+    cookie_sessions: bool,
 ) -> Result<Option<Arc<Providers>>, ConfigError> {
     if sections.is_empty() {
         return Ok(None);
@@ -90,22 +110,23 @@ pub(crate) fn providers(
             }
             domains.push(d);
         }
-        // Not built yet: refusing beats pretending (README says what is missing).
-        if *o.refresh.get_ref() {
-            return Err(src.at(o.refresh.span(), "refresh is not implemented yet: sessions end by their own idle and absolute timeouts; remove the line"));
-        }
-        if !o.access_token_header.get_ref().is_empty() {
-            return Err(src.at(
-                o.access_token_header.span(),
-                "access_token_header is not implemented yet",
-            ));
-        }
-        if *o.provider_logout.get_ref() {
-            return Err(src.at(
-                o.provider_logout.span(),
-                "provider_logout is not implemented yet: logout ends the gateway's session only",
-            ));
-        }
+        let access_token_header = match o.access_token_header.get_ref().as_str() {
+            "" => None,
+            h => {
+                let at = |m: &str| src.at(o.access_token_header.span(), m.to_string());
+                let name = http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| at(&format!("{h:?} is not a valid header name")))?;
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    return Err(at(&format!(
+                        "{h} is a header the gateway or HTTP itself relies on; pick another, e.g. X-Forwarded-Access-Token"
+                    )));
+                }
+                if cookie_sessions {
+                    return Err(at("store = \"cookie\" keeps no provider tokens, so there is no access token to forward; use a server-side store"));
+                }
+                Some(name)
+            }
+        };
         let timeout = o.timeout.get_ref().0;
         if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(60) {
             return Err(src.at(o.timeout.span(), "timeout must be between 100ms and 60s"));
@@ -132,6 +153,10 @@ pub(crate) fn providers(
             groups_claim: o.groups_claim,
             allowed_email_domains: domains,
             timeout,
+            // Cookie sessions keep no tokens: nothing to renew.
+            refresh: *o.refresh.get_ref() && !cookie_sessions,
+            access_token_header,
+            provider_logout: *o.provider_logout.get_ref(),
         };
         let p = Provider::new(settings).map_err(|e| src.at(o.issuer.span(), e))?;
         list.push(Arc::new(p));

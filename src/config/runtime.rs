@@ -158,7 +158,11 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             "[memcached] needs a [session] section with store = \"memcached\"",
         ));
     }
-    let oidc = super::oidc::providers(src, f.oidc, f.session.is_some())?;
+    let cookie_sessions = f
+        .session
+        .as_ref()
+        .is_some_and(|s| matches!(s.store.get_ref(), StoreKind::Cookie));
+    let oidc = super::oidc::providers(src, f.oidc, f.session.is_some(), cookie_sessions)?;
     let session = match f.session {
         None => None,
         Some(s) => Some(session_config(
@@ -178,7 +182,13 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             .strip
             .iter()
             .map(|s| s.get_ref().as_str())
-            .chain(assertion.as_ref().map(|a| a.header.as_str())),
+            .chain(assertion.as_ref().map(|a| a.header.as_str()))
+            // A client must never pass its own "access token" off as the provider's.
+            .chain(
+                oidc.iter()
+                    .flat_map(|o| o.list.iter())
+                    .filter_map(|p| p.settings.access_token_header.as_ref().map(|h| h.as_str())),
+            ),
     )
     .map_err(|e| src.at(f.identity.user.span(), e))?;
     for s in [&f.identity.user, &f.identity.email, &f.identity.groups]

@@ -2,11 +2,12 @@
 //! the store) and, on `bearer = true` routes, a bearer JWT from a `[[jwt]]` issuer.
 
 use super::{Gateway, Stop};
+use crate::auth::oidc::refresh::{self, Renewal};
 use crate::identity::Identity;
 use crate::request::{client_ip, load_session, RequestCtx, StoreDown};
 use crate::respond::Reply;
 use crate::router::{Access, Route};
-use crate::session::Lookup;
+use crate::session::{ActiveSession, Lookup};
 use pingora::proxy::Session;
 use std::sync::Arc;
 
@@ -29,9 +30,11 @@ pub(super) async fn identify(
         }
         Err(StoreDown) => Lookup::None,
     };
-    if let Lookup::Hit(s) = &lookup {
-        ctx.identity = Some(s.record.identity.clone());
-        ctx.session = Some(s.clone());
+    if let Lookup::Hit(s) = lookup {
+        if let Some(s) = renewed(gw, ctx, s).await {
+            ctx.identity = Some(s.record.identity.clone());
+            ctx.session = Some(s);
+        }
     }
     if !route.bearer {
         return Ok(());
@@ -56,6 +59,25 @@ pub(super) async fn identify(
     }
     ctx.bearer = true;
     Ok(())
+}
+
+/// An OIDC session whose provider tokens are due is renewed first (`auth::oidc::refresh`);
+/// `None` when the provider refused and the session ended. Every other session passes
+/// through after one comparison.
+async fn renewed(gw: &Gateway, ctx: &RequestCtx, s: ActiveSession) -> Option<ActiveSession> {
+    if !refresh::due(&s, gw.shared.clock.now_ms()) {
+        return Some(s);
+    }
+    let (Some(providers), Some(scfg)) = (&ctx.config.oidc, &ctx.config.session) else {
+        return Some(s);
+    };
+    match Box::pin(refresh::renew(&gw.shared, scfg, providers, s)).await {
+        Renewal::Kept(s) => Some(s),
+        Renewal::Ended => {
+            tracing::info!(request_id = %ctx.request_id, "session ended: the provider refused to renew it");
+            None
+        }
+    }
 }
 
 impl Gateway {

@@ -89,6 +89,9 @@ pub(super) fn prepare(
             }
         }
     }
+    if let Some(s) = ctx.session.as_ref().filter(|s| s.record.tokens.is_some()) {
+        access_token(gw, req, ctx, s)?;
+    }
     req.insert_header(X_FORWARDED_FOR, client_ip(session))?;
     req.insert_header(X_FORWARDED_PROTO, ctx.scheme())?;
     if let Some(h) = &ctx.host_raw {
@@ -122,6 +125,30 @@ pub(super) fn prepare(
             )
         })?;
         req.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// `access_token_header`: the session's current access token, only on sessions of the
+/// provider that sets it, and only while the token is valid (an expired one would only
+/// fail at the app; the app sees no header, as for a session without one).
+fn access_token(
+    gw: &Gateway,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+    s: &session::ActiveSession,
+) -> pingora::Result<()> {
+    let (Some(providers), Some(tokens)) = (&ctx.config.oidc, &s.record.tokens) else {
+        return Ok(());
+    };
+    let Some(header) = providers
+        .get(&s.record.auth.provider)
+        .and_then(|p| p.settings.access_token_header.clone())
+    else {
+        return Ok(());
+    };
+    if tokens.access_usable(gw.shared.clock.now_ms()) {
+        req.insert_header(header, tokens.access.as_str())?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! user ‖ email ‖ group count ‖ groups.
 
 use crate::identity::{Authentication, Identity};
+use crate::session::provider_tokens::ProviderTokens;
 
 /// Marks the authentication block that follows an identity in newer records; records
 /// written before it existed simply end after the identity.
@@ -39,6 +40,22 @@ pub fn put_auth(out: &mut Vec<u8>, a: &Authentication) {
     for s in m {
         put_str(out, s);
     }
+}
+
+/// Append the provider's tokens as a field that is always present: 0 (none), or 1 ‖
+/// access ‖ refresh ‖ id token ‖ issued (u64) ‖ expires (u64). Tokens are bounded by
+/// `ProviderTokens::bounded` well below the u16 length limit.
+pub fn put_tokens(out: &mut Vec<u8>, t: Option<&ProviderTokens>) {
+    let Some(t) = t else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    for s in [&t.access, &t.refresh, &t.id_token] {
+        put_str(out, s);
+    }
+    out.extend_from_slice(&t.issued_ms.to_le_bytes());
+    out.extend_from_slice(&t.expires_ms.to_le_bytes());
 }
 
 /// A bounds-checked reader; every method returns `None` on truncated or invalid input.
@@ -119,6 +136,25 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The field `put_tokens` wrote (`None` inside: none kept; outer `None`: malformed).
+    pub fn tokens(&mut self) -> Option<Option<ProviderTokens>> {
+        match self.take(1)? {
+            [0] => Some(None),
+            [1] => {
+                let (access, refresh, id_token) = (self.string()?, self.string()?, self.string()?);
+                let (issued_ms, expires_ms) = (self.u64()?, self.u64()?);
+                Some(Some(ProviderTokens {
+                    access,
+                    refresh,
+                    id_token,
+                    issued_ms,
+                    expires_ms,
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// Validate an identity without allocating.
     pub fn skip_identity(&mut self) -> Option<()> {
         self.skip_string()?;
@@ -131,6 +167,28 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_refuse_truncation() {
+        let t = ProviderTokens {
+            access: "at".into(),
+            refresh: "rt".into(),
+            id_token: "e.y.j".into(),
+            issued_ms: 5,
+            expires_ms: 9,
+        };
+        for v in [None, Some(&t)] {
+            let mut out = Vec::new();
+            put_tokens(&mut out, v);
+            let mut r = Reader(&out);
+            assert_eq!(r.tokens(), Some(v.cloned()));
+            assert!(r.0.is_empty());
+            for cut in 0..out.len() {
+                assert_eq!(Reader(&out[..cut]).tokens(), None, "cut at {cut}");
+            }
+        }
+        assert_eq!(Reader(&[2]).tokens(), None);
+    }
 
     #[test]
     fn authentication_round_trips_and_old_records_read_as_unknown() {

@@ -4,6 +4,7 @@ pub mod codec;
 pub mod cookie;
 pub mod keys;
 pub mod persist;
+pub mod provider_tokens;
 mod settings;
 pub mod stateless;
 pub mod store;
@@ -154,6 +155,19 @@ pub async fn create(
     identity: Identity,
     auth: Authentication,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
+    create_with_tokens(cfg, b, identity, auth, None).await
+}
+
+/// `create`, keeping the OpenID Provider's tokens with the record. Cookie sessions do not
+/// keep them (a cookie has no room for a refresh and an ID token, and a refresh could not
+/// be written back): such sessions forgo refresh, forwarding and `id_token_hint`.
+pub async fn create_with_tokens(
+    cfg: &SessionConfig,
+    b: &Backends<'_>,
+    identity: Identity,
+    auth: Authentication,
+    tokens: Option<provider_tokens::ProviderTokens>,
+) -> Result<(String, Arc<SessionRecord>), StoreError> {
     let now = b.clock.now_ms();
     if cfg.stateless {
         let sealed = stateless::Sealed {
@@ -173,7 +187,9 @@ pub async fn create(
     }
     let id =
         SessionId::generate(b.rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
-    let rec = SessionRecord::new(identity, now).with_auth(auth);
+    let rec = SessionRecord::new(identity, now)
+        .with_auth(auth)
+        .with_tokens(tokens.and_then(provider_tokens::ProviderTokens::bounded));
     let key = id.store_key();
     let stored = b.store.create(cfg, key, rec).await?;
     Ok((id.encode(&cfg.keys), stored))

@@ -1,7 +1,8 @@
 //! Encrypted snapshots of the memory store, so sessions survive a restart.
 //!
-//! Layout: `PCSNAP3\n` ‖ key id (4) ‖ nonce (12) ‖ AES-256-GCM(records). (`PCSNAP2`
-//! snapshots, written before records carried how their owner authenticated, still load.) Records are a
+//! Layout: `PCSNAP4\n` ‖ key id (4) ‖ nonce (12) ‖ AES-256-GCM(records). (`PCSNAP3`
+//! snapshots, written before records kept the provider's tokens, and `PCSNAP2`, before
+//! they carried how their owner authenticated, still load.) Records are a
 //! compact binary encoding (JSON took seconds at a million sessions). The key id
 //! names the session key whose derived seal key was used, so a snapshot written before a
 //! key rotation still opens while that key is in `keys_file`. A snapshot that does not
@@ -16,46 +17,62 @@ use ring::rand::SecureRandom;
 use std::io::Write;
 use std::path::Path;
 
-const MAGIC: &[u8] = b"PCSNAP3\n";
+const MAGIC: &[u8] = b"PCSNAP4\n";
+/// Records without the provider's tokens.
+const MAGIC_V3: &[u8] = b"PCSNAP3\n";
 /// Records without the authentication block.
 const MAGIC_V2: &[u8] = b"PCSNAP2\n";
+
+/// What a snapshot's records hold, by its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Version {
+    V2,
+    V3,
+    V4,
+}
 const AAD: &[u8] = b"portcullis snapshot v1";
 
 /// Record encoding: store key (32) ‖ created ms (u64 LE) ‖ last seen ms (u64 LE) ‖
-/// identity ‖ authentication (see `codec`; absent in `PCSNAP2`).
+/// identity ‖ authentication ‖ provider tokens (see `codec`; the authentication block is
+/// absent in `PCSNAP2`, the tokens field in `PCSNAP2` and `PCSNAP3`).
 fn encode(out: &mut Vec<u8>, key: &StoreKey, r: &SessionRecord) {
     out.extend_from_slice(&key.0);
     out.extend_from_slice(&r.created_ms.to_le_bytes());
     out.extend_from_slice(&r.last_seen_ms().to_le_bytes());
     codec::put_identity(out, &r.identity);
     codec::put_auth(out, &r.auth);
+    codec::put_tokens(out, r.tokens.as_deref());
 }
 
 /// Validate one record (without allocating, apart from the authentication block).
-fn skip_record(r: &mut Reader<'_>, with_auth: bool) -> Option<()> {
+fn skip_record(r: &mut Reader<'_>, v: Version) -> Option<()> {
     r.take(48)?;
     r.skip_identity()?;
-    if with_auth {
-        // In a v3 snapshot the block is mandatory: its absence is corruption.
+    if v >= Version::V3 {
+        // From v3 on the block is mandatory: its absence is corruption.
         if r.0.first() != Some(&0xA1) {
             return None;
         }
         r.auth_or_old(0)?;
     }
+    if v >= Version::V4 {
+        r.tokens()?;
+    }
     Some(())
 }
 
-fn read_record(r: &mut Reader<'_>, with_auth: bool) -> Option<(StoreKey, SessionRecord)> {
+fn read_record(r: &mut Reader<'_>, v: Version) -> Option<(StoreKey, SessionRecord)> {
     let mut key = [0u8; 32];
     key.copy_from_slice(r.take(32)?);
     let (created, seen) = (r.u64()?, r.u64()?);
     let identity = r.identity()?;
-    let rec = SessionRecord::restored(identity, created, seen);
-    let rec = if with_auth {
-        rec.with_auth(r.auth_or_old(created)?)
-    } else {
-        rec
-    };
+    let mut rec = SessionRecord::restored(identity, created, seen);
+    if v >= Version::V3 {
+        rec = rec.with_auth(r.auth_or_old(created)?);
+    }
+    if v >= Version::V4 {
+        rec = rec.with_tokens(r.tokens()?);
+    }
     Some((StoreKey(key), rec))
 }
 
@@ -131,8 +148,16 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         Err(e) => return Err(SnapshotError::Read(p, e)),
     };
     let head = MAGIC.len() + KEY_ID_LEN + 12;
-    let with_auth = data.starts_with(MAGIC);
-    if data.len() < head + 16 || !(with_auth || data.starts_with(MAGIC_V2)) {
+    let version = if data.starts_with(MAGIC) {
+        Version::V4
+    } else if data.starts_with(MAGIC_V3) {
+        Version::V3
+    } else if data.starts_with(MAGIC_V2) {
+        Version::V2
+    } else {
+        return Err(SnapshotError::Format(p));
+    };
+    if data.len() < head + 16 {
         return Err(SnapshotError::Format(p));
     }
     let kid = &data[MAGIC.len()..MAGIC.len() + KEY_ID_LEN];
@@ -160,7 +185,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
     let mut n = 0usize;
     while !reader.0.is_empty() {
         starts.push(plain.len() - reader.0.len());
-        skip_record(&mut reader, with_auth).ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
+        skip_record(&mut reader, version).ok_or_else(|| SnapshotError::Corrupt(p.clone()))?;
         n += 1;
     }
     let per = n.div_ceil(workers).max(1);
@@ -176,7 +201,7 @@ pub fn load(store: &MemoryStore, keys: &KeyRing, path: &Path) -> Result<usize, S
         for range in ranges {
             scope.spawn(move || {
                 let mut r = Reader(range);
-                while let Some((key, rec)) = read_record(&mut r, with_auth) {
+                while let Some((key, rec)) = read_record(&mut r, version) {
                     // The memory store cannot fail.
                     let _ = store.create(key, rec);
                 }

@@ -11,6 +11,7 @@ use crate::auth::params::{query_param, safe_rd};
 use crate::gateway::Shared;
 use crate::request::{client_ip, load_session, RequestCtx};
 use crate::respond::Reply;
+use crate::session::provider_tokens::ProviderTokens;
 use crate::session::{self, Lookup, SessionConfig};
 use pingora::proxy::Session;
 use std::sync::Arc;
@@ -139,6 +140,14 @@ pub async fn start(shared: &Shared, s: &Session, ctx: &mut RequestCtx, name: &st
         .append_pair("nonce", &st.nonce)
         .append_pair("code_challenge", &st.challenge())
         .append_pair("code_challenge_method", "S256")
+        .extend_pairs(
+            // OpenID Connect Core §11: a refresh token for `offline_access` is only
+            // granted when the person is asked to consent.
+            ps.scopes
+                .iter()
+                .any(|s| s == "offline_access")
+                .then_some(("prompt", "consent")),
+        )
         .finish();
     let sep = if d.meta.authorization_endpoint.contains('?') {
         '&'
@@ -154,6 +163,30 @@ pub async fn start(shared: &Shared, s: &Session, ctx: &mut RequestCtx, name: &st
         "set-cookie",
         state_cookie(scfg, &sealed, flow::STATE_TTL.as_secs()),
     )
+}
+
+/// The tokens a new session keeps: none unless a setting needs them (fewer secrets at
+/// rest), the refresh token only with `refresh`.
+fn kept_tokens(
+    ps: &super::ProviderSettings,
+    t: &token::TokenResponse,
+    id_token: &str,
+    now: u64,
+) -> Option<ProviderTokens> {
+    if !(ps.refresh || ps.access_token_header.is_some() || ps.provider_logout) {
+        return None;
+    }
+    Some(ProviderTokens {
+        access: t.access_token.clone().unwrap_or_default(),
+        refresh: if ps.refresh {
+            t.refresh_token.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        id_token: id_token.to_string(),
+        issued_ms: now,
+        expires_ms: t.lifetime_ms().map_or(0, |l| now + l),
+    })
 }
 
 /// Why a callback is refused, with the provider it concerned (for the page's link).
@@ -208,11 +241,26 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
             "the sign-in answer does not belong to this browser's sign-in",
         ));
     }
-    if !providers.first_use(&st.state) {
-        return Err(bad(
-            pname,
-            "this sign-in was already completed; start again",
-        ));
+    // Single use, on every instance that shares the store (the state cookie is sealed
+    // but copyable: a replayed callback must not redeem a second code).
+    match shared
+        .store
+        .claim(&format!("st:{}", st.state), flow::STATE_TTL)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(bad(
+                pname,
+                "this sign-in was already completed; start again",
+            ))
+        }
+        Err(e) => {
+            return Err(Failed(
+                pname.map(str::to_string),
+                OidcError::Down(format!("the session store: {e}")),
+            ))
+        }
     }
     let d = timed(shared, &st.provider, "discovery", p.discovered())
         .await
@@ -254,7 +302,7 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
     let want = Expect {
         issuer: &p.settings.issuer,
         client_id: &p.settings.client_id,
-        nonce: &st.nonce,
+        nonce: Some(&st.nonce),
         advertised: &d.meta.id_token_signing_alg_values_supported,
     };
     let raw = tokens.id_token.as_deref().unwrap_or("");
@@ -283,9 +331,11 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
     let auth = claims::authentication(&st.provider, &claims, now);
-    let (value, record) = session::create(scfg, &shared.backends(), identity, auth)
-        .await
-        .map_err(|e| fail(OidcError::Down(format!("the session store: {e}"))))?;
+    let tokens = kept_tokens(ps, &tokens, raw, now);
+    let (value, record) =
+        session::create_with_tokens(scfg, &shared.backends(), identity, auth, tokens)
+            .await
+            .map_err(|e| fail(OidcError::Down(format!("the session store: {e}"))))?;
     ctx.identity = Some(record.identity.clone());
     count(shared, &st.provider, "success");
     shared.metrics.logins.with_label_values(&["success"]).inc();

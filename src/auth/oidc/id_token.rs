@@ -10,13 +10,15 @@ use crate::tokens::jwt::jws::{self, Alg};
 pub type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// Clock skew allowed on `exp` and `iat`.
-const LEEWAY_S: f64 = 60.0;
+pub(super) const LEEWAY_S: f64 = 60.0;
 
 /// What a valid ID token must match.
 pub struct Expect<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
-    pub nonce: &'a str,
+    /// The login's nonce; `None` for an ID token from a refresh, which carries none to
+    /// match (Core §12.2): its `sub` is compared with the session's instead.
+    pub nonce: Option<&'a str>,
     /// The provider's `id_token_signing_alg_values_supported` (empty: RS256, the default).
     pub advertised: &'a [String],
 }
@@ -25,7 +27,7 @@ fn bad(why: &str) -> OidcError {
     OidcError::BadAnswer(format!("ID token refused: {why}"))
 }
 
-fn number(c: &Claims, name: &str) -> Result<Option<f64>, OidcError> {
+pub(super) fn number(c: &Claims, name: &str) -> Result<Option<f64>, OidcError> {
     match c.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -43,12 +45,26 @@ pub async fn verify(
     want: &Expect<'_>,
     now_s: u64,
 ) -> Result<Claims, OidcError> {
+    let claims = verify_signature(token, keys, want.advertised, bad).await?;
+    check(&claims, want, now_s)?;
+    Ok(claims)
+}
+
+/// The signature part of the checks, shared by ID tokens and logout tokens: structure,
+/// the algorithm allow-list, a key from the provider's JWKS only. `bad` words the
+/// refusal for the caller's kind of token.
+pub async fn verify_signature(
+    token: &str,
+    keys: &Remote,
+    advertised: &[String],
+    bad: fn(&str) -> OidcError,
+) -> Result<Claims, OidcError> {
     let c = jws::parse(token).map_err(|e| bad(&e.to_string()))?;
     let alg = Alg::parse(&c.header.alg).ok_or_else(|| bad("algorithm not accepted"))?;
-    let advertised_ok = if want.advertised.is_empty() {
+    let advertised_ok = if advertised.is_empty() {
         alg == Alg::Rs256
     } else {
-        want.advertised.iter().any(|a| a == alg.as_str())
+        advertised.iter().any(|a| a == alg.as_str())
     };
     // A symmetric ID token would be checked with the client secret: we never accept it.
     if alg == Alg::Hs256 || !advertised_ok {
@@ -59,10 +75,7 @@ pub async fn verify(
         KeyMiss::NoKey => bad("no key in the provider's JWKS matches"),
         KeyMiss::Signature => bad("bad signature"),
     })?;
-    let claims: Claims =
-        serde_json::from_slice(&c.payload).map_err(|_| bad("payload is not a JSON object"))?;
-    check(&claims, want, now_s)?;
-    Ok(claims)
+    serde_json::from_slice(&c.payload).map_err(|_| bad("payload is not a JSON object"))
 }
 
 /// The claim checks, apart from the signature (unit-tested on their own).
@@ -94,9 +107,11 @@ pub fn check(claims: &Claims, want: &Expect<'_>, now_s: u64) -> Result<(), OidcE
         return Err(bad("issued in the future"));
     }
     number(claims, "auth_time")?;
-    let nonce = claims.get("nonce").and_then(|v| v.as_str());
-    if !nonce.is_some_and(|n| crate::secret::same_bytes(n.as_bytes(), want.nonce.as_bytes())) {
-        return Err(bad("nonce does not match this login"));
+    if let Some(expected) = want.nonce {
+        let nonce = claims.get("nonce").and_then(|v| v.as_str());
+        if !nonce.is_some_and(|n| crate::secret::same_bytes(n.as_bytes(), expected.as_bytes())) {
+            return Err(bad("nonce does not match this login"));
+        }
     }
     if claims
         .get("sub")
@@ -123,7 +138,7 @@ mod tests {
         let want = Expect {
             issuer: "https://idp",
             client_id: "gw",
-            nonce: "n1",
+            nonce: Some("n1"),
             advertised: &[],
         };
         check(v.as_object().unwrap(), &want, NOW)

@@ -10,11 +10,14 @@ mod discovery;
 pub mod endpoints;
 pub mod flow;
 pub mod id_token;
+pub mod logout;
+pub mod refresh;
 mod token;
 
 pub use discovery::{Discovered, Metadata};
 
 use crate::secret::Secret;
+use crate::session::cookie::StoreKey;
 use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +41,12 @@ pub struct ProviderSettings {
     pub allowed_email_domains: Vec<String>,
     /// Bound on every call to the provider.
     pub timeout: Duration,
+    /// Keep the refresh token and renew the provider's tokens before they expire.
+    pub refresh: bool,
+    /// Forward the session's current access token to upstreams in this header.
+    pub access_token_header: Option<http::HeaderName>,
+    /// Logout also ends the provider's session (RP-Initiated Logout 1.0).
+    pub provider_logout: bool,
 }
 
 /// Why a login through a provider did not happen. Each maps to one status of the error
@@ -162,24 +171,28 @@ impl Provider {
     }
 }
 
-/// Every configured provider.
-#[derive(Debug, Default)]
+/// Every configured provider, and the renewals in flight in this process.
+#[derive(Debug)]
 pub struct Providers {
     pub list: Vec<Arc<Provider>>,
-    /// `state` values already redeemed on this instance, until their cookie would expire.
-    used_states: Option<moka::sync::Cache<String, ()>>,
+    /// One lock per session being renewed here (`refresh`).
+    flights: moka::sync::Cache<StoreKey, Arc<tokio::sync::Mutex<()>>>,
+    /// Sessions whose last renewal failed, until they may try again.
+    backoff: moka::sync::Cache<StoreKey, ()>,
 }
 
 impl Providers {
     pub fn new(list: Vec<Arc<Provider>>) -> Self {
         Self {
             list,
-            used_states: Some(
-                moka::sync::Cache::builder()
-                    .max_capacity(1_000_000)
-                    .time_to_live(flow::STATE_TTL)
-                    .build(),
-            ),
+            flights: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(120))
+                .build(),
+            backoff: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(refresh::RETRY_AFTER)
+                .build(),
         }
     }
 
@@ -187,15 +200,21 @@ impl Providers {
         self.list.iter().find(|p| p.settings.name == name)
     }
 
-    /// Record `state` as redeemed; `false` if it already was.
-    pub fn first_use(&self, state: &str) -> bool {
-        let Some(c) = &self.used_states else {
-            return true;
-        };
-        let mut fresh = false;
-        c.entry(state.to_string()).or_insert_with(|| {
-            fresh = true;
-        });
-        fresh
+    /// The provider whose `issuer` is exactly `iss`.
+    pub fn by_issuer(&self, iss: &str) -> Option<&Arc<Provider>> {
+        self.list.iter().find(|p| p.settings.issuer == iss)
+    }
+
+    fn flight(&self, key: &StoreKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .get_with(*key, || Arc::new(tokio::sync::Mutex::new(())))
+    }
+
+    fn backing_off(&self, key: &StoreKey) -> bool {
+        self.backoff.contains_key(key)
+    }
+
+    fn back_off(&self, key: &StoreKey) {
+        self.backoff.insert(*key, ());
     }
 }

@@ -15,6 +15,23 @@ pub struct TokenResponse {
     pub access_token: Option<String>,
     #[serde(default)]
     pub token_type: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Seconds; some providers send it as a string.
+    #[serde(default)]
+    pub expires_in: Option<serde_json::Value>,
+}
+
+impl TokenResponse {
+    /// The access token's lifetime, when the provider said (`expires_in`, RFC 6749 §5.1).
+    pub fn lifetime_ms(&self) -> Option<u64> {
+        let s = match self.expires_in.as_ref()? {
+            serde_json::Value::Number(n) => n.as_u64()?,
+            serde_json::Value::String(s) => s.parse().ok()?,
+            _ => return None,
+        };
+        Some(s.min(366 * 86_400) * 1000)
+    }
 }
 
 #[derive(Deserialize)]
@@ -46,13 +63,54 @@ pub async fn redeem(
     redirect_uri: &str,
     verifier: &str,
 ) -> Result<TokenResponse, OidcError> {
+    let t = call(
+        p,
+        d,
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ],
+        "this sign-in was already completed or has expired; start again",
+    )
+    .await?;
+    if t.id_token.is_none() {
+        return Err(OidcError::BadAnswer(
+            "the token response has no id_token".into(),
+        ));
+    }
+    Ok(t)
+}
+
+/// RFC 6749 §6: new tokens for a refresh token. `BadRequest` means the provider refused it
+/// (`invalid_grant`: revoked, expired, or already rotated away): the session must end.
+pub async fn refresh(
+    p: &Provider,
+    d: &Discovered,
+    refresh_token: &str,
+) -> Result<TokenResponse, OidcError> {
+    call(
+        p,
+        d,
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+        "the provider no longer accepts this session's refresh token",
+    )
+    .await
+}
+
+/// A token endpoint request with client authentication; `invalid_grant` becomes
+/// `BadRequest(refused)`.
+async fn call(
+    p: &Provider,
+    d: &Discovered,
+    mut pairs: Vec<(&str, &str)>,
+    refused: &str,
+) -> Result<TokenResponse, OidcError> {
     let s = &p.settings;
-    let mut pairs = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
-        ("code_verifier", verifier),
-    ];
     if s.client_secret.is_none() {
         pairs.push(("client_id", &s.client_id));
     }
@@ -73,9 +131,7 @@ pub async fn redeem(
             .map(|e| e.error)
             .unwrap_or_else(|_| "unknown".into());
         return Err(if word == "invalid_grant" {
-            OidcError::BadRequest(
-                "this sign-in was already completed or has expired; start again".into(),
-            )
+            OidcError::BadRequest(refused.into())
         } else {
             OidcError::BadAnswer(format!("the token endpoint refused the code: {word}"))
         });
@@ -87,11 +143,6 @@ pub async fn redeem(
     }
     let t: TokenResponse = serde_json::from_slice(&text)
         .map_err(|_| OidcError::BadAnswer("the token response is not JSON".into()))?;
-    if t.id_token.is_none() {
-        return Err(OidcError::BadAnswer(
-            "the token response has no id_token".into(),
-        ));
-    }
     if t.token_type
         .as_deref()
         .is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer"))

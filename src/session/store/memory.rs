@@ -1,6 +1,6 @@
 //! `store = "memory"` (the default): sessions in this process, in a bounded moka cache.
 
-use super::record::{SessionRecord, SessionStore, StoreError};
+use super::record::{Group, SessionRecord, SessionStore, StoreError};
 use crate::session::cookie::StoreKey;
 use std::sync::Arc;
 
@@ -9,7 +9,12 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct MemoryStore {
     cache: moka::sync::Cache<StoreKey, Arc<SessionRecord>>,
+    /// Claims (`Store::claim`) made in this process, with their deadlines.
+    claims: moka::sync::Cache<String, std::time::Instant>,
 }
+
+/// No claim outlives this (the longest asked for is an OIDC login state's 10 minutes).
+const MAX_CLAIM: std::time::Duration = std::time::Duration::from_secs(900);
 
 impl MemoryStore {
     pub fn new(max_sessions: u64) -> Self {
@@ -17,12 +22,60 @@ impl MemoryStore {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_sessions)
                 .build(),
+            claims: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(MAX_CLAIM)
+                .build(),
         }
+    }
+
+    /// `true` for the first claim of `name` until `ttl` has passed.
+    pub fn claim(&self, name: &str, ttl: std::time::Duration) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let now = std::time::Instant::now();
+        let until = now + ttl.min(MAX_CLAIM);
+        let r = self
+            .claims
+            .entry(name.to_string())
+            .and_compute_with(|old| match old {
+                Some(e) if *e.value() > now => Op::Nop,
+                _ => Op::Put(until),
+            });
+        matches!(r, CompResult::Inserted(_) | CompResult::ReplacedWith(_))
+    }
+
+    pub fn release(&self, name: &str) {
+        self.claims.invalidate(name);
     }
 
     /// Every live record, for snapshots.
     pub fn entries(&self) -> Vec<(StoreKey, Arc<SessionRecord>)> {
         self.cache.iter().map(|(k, v)| (*k, v)).collect()
+    }
+
+    /// Put a renewed record in place of the one under `key`, unless that session ended
+    /// meanwhile (a logout during a refresh must not be undone by it).
+    pub fn replace(&self, key: StoreKey, rec: Arc<SessionRecord>) -> bool {
+        use moka::ops::compute::Op;
+        let r = self.cache.entry(key).and_compute_with(|old| match old {
+            Some(_) => Op::Put(rec),
+            None => Op::Nop,
+        });
+        !matches!(r, moka::ops::compute::CompResult::StillNone(_))
+    }
+
+    /// End every session of `group`; returns how many.
+    pub fn delete_group(&self, group: Group<'_>) -> usize {
+        let doomed: Vec<StoreKey> = self
+            .cache
+            .iter()
+            .filter(|(_, v)| group.matches(v))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &doomed {
+            self.cache.invalidate(k);
+        }
+        doomed.len()
     }
 
     /// Drop records that can no longer be used, so memory and `sessions_active` follow the
@@ -60,16 +113,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
-        let doomed: Vec<StoreKey> = self
-            .cache
-            .iter()
-            .filter(|(_, v)| v.identity.user == user)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in &doomed {
-            self.cache.invalidate(k);
-        }
-        Ok(doomed.len())
+        Ok(self.delete_group(Group::User(user)))
     }
 
     fn count(&self) -> u64 {

@@ -13,7 +13,8 @@ pub mod touches;
 
 pub use memory::MemoryStore;
 pub use record::{
-    is_expired, Clock, Expiry, ManualClock, SessionRecord, SessionStore, StoreError, SystemClock,
+    is_expired, Clock, Expiry, Group, ManualClock, SessionRecord, SessionStore, StoreError,
+    SystemClock,
 };
 
 use crate::session::cookie::StoreKey;
@@ -83,11 +84,72 @@ impl Store {
         }
     }
 
-    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+    /// End every session of `group` (a user's, or one provider session's or subject's).
+    pub async fn delete_group(&self, group: Group<'_>) -> Result<usize, StoreError> {
         match self {
-            Self::Memory(m) => m.delete_user(user),
-            Self::Redis(r) => Box::pin(r.delete_user(user)).await,
-            Self::Memcached(m) => Box::pin(m.delete_user(user)).await,
+            Self::Memory(m) => Ok(m.delete_group(group)),
+            Self::Redis(r) => Box::pin(r.delete_group(group)).await,
+            Self::Memcached(m) => Box::pin(m.delete_group(group)).await,
+        }
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        self.delete_group(Group::User(user)).await
+    }
+
+    /// The record as the store holds it now, past any near-cache.
+    pub async fn load_fresh(
+        &self,
+        cfg: &crate::session::SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self {
+            Self::Memory(m) => m.load(key),
+            Self::Redis(r) => Box::pin(r.load_fresh(cfg, key)).await,
+            Self::Memcached(m) => Box::pin(m.load_fresh(cfg, key)).await,
+        }
+    }
+
+    /// Put a renewed record in place of the session's; `None` when the session ended
+    /// meanwhile (it is not revived).
+    pub async fn replace(
+        &self,
+        cfg: &crate::session::SessionConfig,
+        key: &StoreKey,
+        rec: SessionRecord,
+        now_ms: u64,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self {
+            Self::Memory(m) => {
+                let rec = Arc::new(rec);
+                Ok(m.replace(*key, rec.clone()).then_some(rec))
+            }
+            Self::Redis(r) => Box::pin(r.replace(cfg, key, rec, now_ms)).await,
+            Self::Memcached(m) => Box::pin(m.replace(cfg, key, rec, now_ms)).await,
+        }
+    }
+
+    /// Claim `name` for `ttl`: `true` for the first claim only — in this process for the
+    /// memory store, across every instance for the shared stores. For things that must
+    /// happen once (a login `state`, a logout token's `jti`) and short locks (one refresh
+    /// of a session at a time).
+    pub async fn claim(&self, name: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(m) => Ok(m.claim(name, ttl)),
+            Self::Redis(r) => Box::pin(r.claim(name, ttl)).await,
+            Self::Memcached(m) => Box::pin(m.claim(name, ttl)).await,
+        }
+    }
+
+    /// Give up a claim before its time (a lock).
+    pub async fn release(&self, name: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(m) => {
+                m.release(name);
+                Ok(())
+            }
+            Self::Redis(r) => Box::pin(r.release(name)).await,
+            Self::Memcached(m) => Box::pin(m.release(name)).await,
         }
     }
 

@@ -7,6 +7,7 @@
 
 use crate::identity::{Authentication, Identity};
 use crate::session::cookie::StoreKey;
+use crate::session::provider_tokens::ProviderTokens;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ pub struct SessionRecord {
     pub identity: Arc<Identity>,
     /// How and when the owner authenticated.
     pub auth: Arc<Authentication>,
+    /// The OpenID Provider's tokens (OIDC sessions in server-side stores, when kept).
+    pub tokens: Option<Arc<ProviderTokens>>,
     pub created_ms: u64,
     last_seen_ms: AtomicU64,
     /// The `last_seen_ms` the shared store (Redis) last recorded; touches are written back
@@ -31,6 +34,7 @@ impl SessionRecord {
                 time_ms: created_ms,
                 ..Authentication::default()
             }),
+            tokens: None,
             created_ms,
             last_seen_ms: AtomicU64::new(created_ms),
             persisted_ms: AtomicU64::new(created_ms),
@@ -44,6 +48,7 @@ impl SessionRecord {
                 time_ms: created_ms,
                 ..Authentication::default()
             }),
+            tokens: None,
             created_ms,
             last_seen_ms: AtomicU64::new(last_seen_ms),
             persisted_ms: AtomicU64::new(last_seen_ms),
@@ -54,6 +59,25 @@ impl SessionRecord {
     pub fn with_auth(mut self, auth: Authentication) -> Self {
         self.auth = Arc::new(auth);
         self
+    }
+
+    /// The same record, with the provider's tokens.
+    pub fn with_tokens(mut self, tokens: Option<ProviderTokens>) -> Self {
+        self.tokens = tokens.map(Arc::new);
+        self
+    }
+
+    /// This session with renewed provider tokens: same identity, authentication, creation
+    /// and activity.
+    pub fn renewed(&self, tokens: ProviderTokens) -> Self {
+        Self {
+            identity: self.identity.clone(),
+            auth: self.auth.clone(),
+            tokens: Some(Arc::new(tokens)),
+            created_ms: self.created_ms,
+            last_seen_ms: AtomicU64::new(self.last_seen_ms()),
+            persisted_ms: AtomicU64::new(self.persisted_ms()),
+        }
     }
 
     pub fn last_seen_ms(&self) -> u64 {
@@ -70,6 +94,114 @@ impl SessionRecord {
 
     pub fn set_persisted(&self, ms: u64) {
         self.persisted_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+/// A set of sessions a store can end at once: every session of a user (admin revocation),
+/// or every session that came from one provider session (`sid`) or one provider subject
+/// (OpenID Back-Channel Logout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group<'a> {
+    User(&'a str),
+    ProviderSession { provider: &'a str, sid: &'a str },
+    ProviderSubject { provider: &'a str, subject: &'a str },
+}
+
+impl<'a> Group<'a> {
+    /// The groups a record belongs to, the user's first.
+    pub fn of(rec: &'a SessionRecord) -> Vec<Group<'a>> {
+        let mut g = vec![Group::User(&rec.identity.user)];
+        let a = &rec.auth;
+        if !a.provider.is_empty() {
+            if !a.sid.is_empty() {
+                g.push(Group::ProviderSession {
+                    provider: &a.provider,
+                    sid: &a.sid,
+                });
+            }
+            if !a.subject.is_empty() {
+                g.push(Group::ProviderSubject {
+                    provider: &a.provider,
+                    subject: &a.subject,
+                });
+            }
+        }
+        g
+    }
+
+    pub fn matches(&self, rec: &SessionRecord) -> bool {
+        match *self {
+            Group::User(u) => rec.identity.user == u,
+            Group::ProviderSession { provider, sid } => {
+                rec.auth.provider == provider && rec.auth.sid == sid
+            }
+            Group::ProviderSubject { provider, subject } => {
+                rec.auth.provider == provider && rec.auth.subject == subject
+            }
+        }
+    }
+
+    /// SHA-256 naming the group in shared stores: of the user name alone for a user
+    /// (unchanged since the user index existed, so indexes written before still work and
+    /// memcached still finds them on the same server), else of the kind and its parts,
+    /// NUL-separated (validated names hold no NUL, and the kind keeps a `sid` from passing
+    /// for a subject).
+    pub fn digest(&self) -> [u8; 32] {
+        let input = match *self {
+            Group::User(u) => u.as_bytes().to_vec(),
+            Group::ProviderSession { provider, sid } => {
+                [b"sid\0", provider.as_bytes(), b"\0", sid.as_bytes()].concat()
+            }
+            Group::ProviderSubject { provider, subject } => {
+                [b"sub\0", provider.as_bytes(), b"\0", subject.as_bytes()].concat()
+            }
+        };
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &input).as_ref());
+        out
+    }
+
+    /// The index's key under the store's prefix: `u:<hex>` for users, `g:<hex>` otherwise.
+    pub fn index_name(&self) -> String {
+        let tag = if matches!(self, Group::User(_)) {
+            "u:"
+        } else {
+            "g:"
+        };
+        let mut s = String::with_capacity(2 + 64);
+        s.push_str(tag);
+        for b in self.digest() {
+            s.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
+            s.push(char::from_digit((b & 15) as u32, 16).unwrap_or('0'));
+        }
+        s
+    }
+}
+
+/// A near-cache filter for the sessions of `group` (moka wants an owned `'static` closure).
+pub fn group_filter(
+    group: Group<'_>,
+) -> impl Fn(&StoreKey, &Arc<SessionRecord>) -> bool + Send + Sync + 'static {
+    let (kind, a, b) = match group {
+        Group::User(u) => (0u8, u.to_string(), String::new()),
+        Group::ProviderSession { provider, sid } => (1, provider.to_string(), sid.to_string()),
+        Group::ProviderSubject { provider, subject } => {
+            (2, provider.to_string(), subject.to_string())
+        }
+    };
+    move |_, r| {
+        let g = match kind {
+            0 => Group::User(&a),
+            1 => Group::ProviderSession {
+                provider: &a,
+                sid: &b,
+            },
+            _ => Group::ProviderSubject {
+                provider: &a,
+                subject: &b,
+            },
+        };
+        g.matches(r)
     }
 }
 

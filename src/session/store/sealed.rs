@@ -38,6 +38,11 @@ pub fn seal(
     plain.extend_from_slice(&last_seen_ms.to_le_bytes());
     codec::put_identity(&mut plain, &rec.identity);
     codec::put_auth(&mut plain, &rec.auth);
+    // Only when there are tokens: a record without them stays readable by instances that
+    // predate the field (a rolling upgrade keeps their password sessions).
+    if let Some(t) = &rec.tokens {
+        codec::put_tokens(&mut plain, Some(t));
+    }
     keys.seal(&aad(binding, store_key), plain, rng)
 }
 
@@ -59,10 +64,15 @@ pub fn open(
     let identity = r.identity()?;
     // Records sealed before the authentication block existed end here.
     let auth = r.auth_or_old(created)?;
+    let tokens = if r.0.is_empty() { None } else { r.tokens()? };
     if !r.0.is_empty() {
         return None;
     }
-    Some(SessionRecord::restored(identity, created, last_seen).with_auth(auth))
+    Some(
+        SessionRecord::restored(identity, created, last_seen)
+            .with_auth(auth)
+            .with_tokens(tokens),
+    )
 }
 
 #[cfg(test)]
@@ -94,6 +104,19 @@ mod tests {
         assert_eq!(back.identity.user, "ana");
         assert_eq!((back.created_ms, back.last_seen_ms()), (1_000, 5_000));
         assert_eq!(*back.auth, auth);
+        assert!(back.tokens.is_none());
+        // With the provider's tokens, which come back whole.
+        let t = crate::session::provider_tokens::ProviderTokens {
+            access: "at".into(),
+            refresh: "rt".into(),
+            id_token: "h.p.s".into(),
+            issued_ms: 1,
+            expires_ms: 2,
+        };
+        let with = rec.renewed(t.clone());
+        let v2 = seal(REDIS, &old, "p:s:aa", &with, 5_000, &rng).unwrap();
+        let back = open(REDIS, &old, "p:s:aa", &v2).unwrap();
+        assert_eq!(back.tokens.as_deref(), Some(&t));
         // A record sealed before the authentication block existed still opens.
         let mut plain = vec![VERSION];
         plain.extend_from_slice(&1_000u64.to_le_bytes());

@@ -30,7 +30,7 @@ mod settings;
 
 pub use settings::MemcachedConfig;
 
-use super::record::{Clock, SessionRecord, StoreError, SystemClock};
+use super::record::{group_filter, Clock, Group, SessionRecord, StoreError, SystemClock};
 use super::sealed;
 use super::touches::TouchQueue;
 use crate::metrics::Metrics;
@@ -77,13 +77,6 @@ impl Drop for MemcachedStore {
     }
 }
 
-fn user_digest(user: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 fn unix_s() -> u64 {
     SystemClock.now_ms() / 1000
 }
@@ -97,9 +90,14 @@ impl Inner {
         format!("{}s:{}", self.cfg.key_prefix, index::store_key_hex(key))
     }
 
-    fn ukey(&self, digest: &[u8; 32]) -> String {
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}u:{hex}", self.cfg.key_prefix)
+    /// A group's index: `u:<hex SHA-256(user)>` for a user (as before groups existed),
+    /// `g:<hex>` for a provider session or subject.
+    fn gkey(&self, group: Group<'_>) -> String {
+        format!("{}{}", self.cfg.key_prefix, group.index_name())
+    }
+
+    fn lkey(&self, name: &str) -> String {
+        format!("{}l:{name}", self.cfg.key_prefix)
     }
 
     /// Send `req` to the server that owns `route`, on the store's runtime, recording its
@@ -141,15 +139,16 @@ impl Inner {
         r
     }
 
-    /// Add `entry` to the user's index, returning the entries evicted to stay within
+    /// Add `entry` to the group's index, returning the entries evicted to stay within
     /// `index::MAX_ENTRIES`.
     async fn index_add(
         self: &Arc<Self>,
-        digest: &[u8; 32],
+        group: Group<'_>,
         entry: index::Entry,
         now_ms: u64,
     ) -> Result<Vec<index::Entry>, StoreError> {
-        let ukey = self.ukey(digest);
+        let ukey = self.gkey(group);
+        let digest = &group.digest();
         for _ in 0..CAS_TRIES {
             let (old, cas) = match self.run("create", digest, client::get(&ukey)).await? {
                 Reply::Value { data, cas } => (index::parse(&data), cas),
@@ -312,18 +311,15 @@ impl MemcachedStore {
         let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
         let now = rec.created_ms;
         let until = i.touches.deadline(&rec, now, idle_ms, absolute_ms);
-        // The user index first: a session memcached holds must always be revocable.
-        let digest = user_digest(&rec.identity.user);
-        let evicted = i
-            .index_add(
-                &digest,
-                index::Entry {
-                    key,
-                    deadline_ms: now + absolute_ms,
-                },
-                now,
-            )
-            .await?;
+        // The indexes first: a session memcached holds must always be revocable.
+        let mut evicted = Vec::new();
+        for g in Group::of(&rec) {
+            let entry = index::Entry {
+                key,
+                deadline_ms: now + absolute_ms,
+            };
+            evicted.extend(i.index_add(g, entry, now).await?);
+        }
         let ttl = client::ttl_arg(until - now, now / 1000);
         match i
             .run("create", &key.0, client::set(&skey, &body, ttl, 'E', None))
@@ -355,8 +351,26 @@ impl MemcachedStore {
         cfg: &SessionConfig,
         key: &StoreKey,
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.load_from(cfg, key, true).await
+    }
+
+    /// Read the record from memcached itself, past the near-cache.
+    pub async fn load_fresh(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.load_from(cfg, key, false).await
+    }
+
+    async fn load_from(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+        use_near: bool,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
-        if let Some(n) = &i.near {
+        if let Some(n) = i.near.as_ref().filter(|_| use_near) {
             if let Some(r) = n.get(key) {
                 i.metrics.session_cache.with_label_values(&["hit"]).inc();
                 return Ok(Some(r));
@@ -403,16 +417,82 @@ impl MemcachedStore {
         }
     }
 
-    /// End every session of `user`: read the index, delete each record, then delete the
-    /// index only if nobody added to it meanwhile (CAS); otherwise go round again.
-    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+    /// Write a renewed record over the session's (replace mode: never reviving a session
+    /// that ended meanwhile). `None`: the session is gone.
+    pub async fn replace(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+        rec: SessionRecord,
+        now: u64,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
-        let digest = user_digest(user);
-        let ukey = i.ukey(&digest);
+        let skey = i.skey(key);
+        let body = sealed::seal(
+            sealed::MEMCACHED,
+            &cfg.keys,
+            &skey,
+            &rec,
+            rec.last_seen_ms(),
+            &i.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let idle_ms = cfg.idle_timeout.as_millis() as u64;
+        let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
+        let until = i
+            .touches
+            .deadline(&rec, rec.last_seen_ms(), idle_ms, absolute_ms);
+        let ttl = client::ttl_arg(until.saturating_sub(now), now / 1000);
+        if let Some(n) = &i.near {
+            n.invalidate(key);
+        }
+        match i
+            .run("refresh", &key.0, client::set(&skey, &body, ttl, 'R', None))
+            .await?
+        {
+            Reply::Done { .. } => Ok(Some(Arc::new(rec))),
+            Reply::NotStored | Reply::NotFound => Ok(None),
+            other => Err(unexpected("ms", &other)),
+        }
+    }
+
+    /// Claim `name` for `ttl` across every instance (add mode: the first claim only).
+    pub async fn claim(&self, name: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let k = i.lkey(name);
+        let t = client::ttl_arg(ttl.as_millis() as u64, unix_s());
+        match i
+            .run("claim", k.as_bytes(), client::set(&k, b"1", t, 'E', None))
+            .await?
+        {
+            Reply::Done { .. } => Ok(true),
+            Reply::NotStored | Reply::Exists => Ok(false),
+            other => Err(unexpected("ms", &other)),
+        }
+    }
+
+    pub async fn release(&self, name: &str) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let k = i.lkey(name);
+        match i
+            .run("claim", k.as_bytes(), client::delete(&k, None))
+            .await?
+        {
+            Reply::Done { .. } | Reply::NotFound => Ok(()),
+            other => Err(unexpected("md", &other)),
+        }
+    }
+
+    /// End every session of `group`: read the index, delete each record, then delete the
+    /// index only if nobody added to it meanwhile (CAS); otherwise go round again.
+    pub async fn delete_group(&self, group: Group<'_>) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let ukey = i.gkey(group);
+        let digest = &group.digest();
         let mut removed = 0;
         let mut done = false;
         for _ in 0..CAS_TRIES {
-            let (entries, cas) = match i.run("revoke", &digest, client::get(&ukey)).await? {
+            let (entries, cas) = match i.run("revoke", digest, client::get(&ukey)).await? {
                 Reply::Value { data, cas } => (index::parse(&data), cas),
                 Reply::Miss => {
                     done = true;
@@ -434,7 +514,7 @@ impl MemcachedStore {
                     other => return Err(unexpected("md", &other)),
                 }
             }
-            match i.run("revoke", &digest, client::delete(&ukey, cas)).await? {
+            match i.run("revoke", digest, client::delete(&ukey, cas)).await? {
                 Reply::Done { .. } | Reply::NotFound => {
                     done = true;
                     break;
@@ -445,8 +525,7 @@ impl MemcachedStore {
             }
         }
         if let Some(n) = &i.near {
-            let user = user.to_string();
-            let _ = n.invalidate_entries_if(move |_, r| r.identity.user == user);
+            let _ = n.invalidate_entries_if(group_filter(group));
         }
         if !done {
             return Err(StoreError::Unavailable(

@@ -4,6 +4,10 @@
 //! - `s:<hex store key>` — the sealed record (`store/sealed.rs`); its TTL is the earlier of the
 //!   idle deadline (plus `touch_interval`, see below) and the absolute deadline;
 //! - `u:<hex SHA-256(user)>` — the set of that user's session keys, for revocation;
+//! - `g:<hex SHA-256(…)>` — the same for one provider session (`sid`) or subject, for
+//!   OpenID Back-Channel Logout (`record::Group`);
+//! - `l:<name>` — short-lived claims: one provider refresh at a time per session, a
+//!   logout token's `jti` or a login `state` used once across instances;
 //! - channel `invalidate` — `k <hex> …` when sessions end, `p <instance>` heartbeats.
 //!
 //! **Near-cache.** Records read from Redis are kept in a moka cache for `near_cache_ttl`.
@@ -27,7 +31,7 @@ mod settings;
 
 pub use settings::{RedisConfig, RedisTarget};
 
-use super::record::{SessionRecord, StoreError};
+use super::record::{group_filter, Group, SessionRecord, StoreError};
 use super::sealed;
 use super::touches::TouchQueue;
 use crate::metrics::Metrics;
@@ -127,8 +131,8 @@ impl Inner {
         format!("{}s:{}", self.cfg.key_prefix, hex(&key.0))
     }
 
-    fn ukey(&self, user: &str) -> String {
-        format!("{}u:{}", self.cfg.key_prefix, user_hash(user))
+    fn gkey(&self, group: Group<'_>) -> String {
+        format!("{}{}", self.cfg.key_prefix, group.index_name())
     }
 
     fn dkey(&self, id: &[u8; 16]) -> String {
@@ -449,12 +453,14 @@ impl RedisStore {
             .touches
             .deadline(&rec, rec.created_ms, idle_ms, absolute_ms)
             - rec.created_ms;
-        // The user index first: a session Redis holds must always be revocable.
-        let ukey = i.ukey(&rec.identity.user);
-        let add = redis::cmd("SADD").arg(&ukey).arg(hex(&key.0)).clone();
-        i.timed::<i64>("create", &add).await?;
-        let exp = redis::cmd("PEXPIRE").arg(&ukey).arg(absolute_ms).clone();
-        i.timed::<i64>("create", &exp).await?;
+        // The indexes first: a session Redis holds must always be revocable.
+        for g in Group::of(&rec) {
+            let gkey = i.gkey(g);
+            let add = redis::cmd("SADD").arg(&gkey).arg(hex(&key.0)).clone();
+            i.timed::<i64>("create", &add).await?;
+            let exp = redis::cmd("PEXPIRE").arg(&gkey).arg(absolute_ms).clone();
+            i.timed::<i64>("create", &exp).await?;
+        }
         let set = redis::cmd("SET")
             .arg(&skey)
             .arg(sealed)
@@ -480,8 +486,27 @@ impl RedisStore {
         cfg: &SessionConfig,
         key: &StoreKey,
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.load_from(cfg, key, true).await
+    }
+
+    /// Read the record from Redis itself, past the near-cache (before a refresh, which
+    /// must start from the latest refresh token any instance saved).
+    pub async fn load_fresh(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.load_from(cfg, key, false).await
+    }
+
+    async fn load_from(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+        near: bool,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
-        if i.near_usable() {
+        if near && i.near_usable() {
             if let Some(r) = i.near.get(key) {
                 i.metrics.session_cache.with_label_values(&["hit"]).inc();
                 return Ok(Some(r));
@@ -521,9 +546,73 @@ impl RedisStore {
         Ok(n > 0)
     }
 
-    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+    /// Write a renewed record over the session's (`SET … XX`: never reviving a session
+    /// that ended meanwhile) and drop the old one from every near-cache.
+    pub async fn replace(
+        &self,
+        cfg: &SessionConfig,
+        key: &StoreKey,
+        rec: SessionRecord,
+        now: u64,
+    ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
-        let ukey = i.ukey(user);
+        let skey = i.skey(key);
+        let sealed = sealed::seal(
+            sealed::REDIS,
+            &cfg.keys,
+            &skey,
+            &rec,
+            rec.last_seen_ms(),
+            &i.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let (idle_ms, absolute_ms) = (
+            cfg.idle_timeout.as_millis() as u64,
+            cfg.absolute_timeout.as_millis() as u64,
+        );
+        let ttl = i
+            .touches
+            .deadline(&rec, rec.last_seen_ms(), idle_ms, absolute_ms)
+            .saturating_sub(now);
+        let set = redis::cmd("SET")
+            .arg(&skey)
+            .arg(sealed)
+            .arg("PX")
+            .arg(ttl.max(1))
+            .arg("XX")
+            .clone();
+        let ok: Option<String> = i.timed("refresh", &set).await?;
+        i.near.invalidate(key);
+        i.publish_keys(std::slice::from_ref(key)).await;
+        Ok(ok.map(|_| Arc::new(rec)))
+    }
+
+    /// Claim `name` for `ttl` across every instance: `true` for the first claim only
+    /// (`SET NX PX`).
+    pub async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let set = redis::cmd("SET")
+            .arg(format!("{}l:{name}", i.cfg.key_prefix))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("NX")
+            .clone();
+        let ok: Option<String> = i.timed("claim", &set).await?;
+        Ok(ok.is_some())
+    }
+
+    pub async fn release(&self, name: &str) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let del = redis::cmd("DEL")
+            .arg(format!("{}l:{name}", i.cfg.key_prefix))
+            .clone();
+        i.timed::<i64>("claim", &del).await.map(|_| ())
+    }
+
+    pub async fn delete_group(&self, group: Group<'_>) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let ukey = i.gkey(group);
         let members: Vec<String> = i
             .timed("revoke", &redis::cmd("SMEMBERS").arg(&ukey).clone())
             .await?;
@@ -538,11 +627,8 @@ impl RedisStore {
         }
         i.timed::<i64>("revoke", &redis::cmd("DEL").arg(&ukey).clone())
             .await?;
-        // Anything this instance cached for the user goes too, indexed or not.
-        let user = user.to_string();
-        let _ = i
-            .near
-            .invalidate_entries_if(move |_, r| r.identity.user == user);
+        // Anything this instance cached for the group goes too, indexed or not.
+        let _ = i.near.invalidate_entries_if(group_filter(group));
         i.publish_keys(&keys).await;
         Ok(removed)
     }
