@@ -50,19 +50,43 @@ fn idp_for(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Idp {
-    let addr = free_addr();
-    let cfg = serde_json::json!({
+    let client = serde_json::json!({ "redirect_uris": [redirect_uri] });
+    idp_with(dir, name, free_addr(), client, cert, key, None)
+}
+
+/// An OpenID Provider at `addr` whose one client is `client` (merged over the basics);
+/// `access_ttl`: the access tokens' lifetime in seconds.
+fn idp_with(
+    dir: &TempDir,
+    name: &str,
+    addr: SocketAddr,
+    client: serde_json::Value,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    access_ttl: Option<u64>,
+) -> Idp {
+    let mut c = serde_json::json!({
+        "client_id": format!("gw-{name}"),
+        "client_secret": format!("secret-of-{name}-0123456789"),
+        "token_endpoint_auth_method": "client_secret_basic",
+    });
+    for (k, v) in client.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    let mut cfg = serde_json::json!({
         "port": addr.port(),
         "cert": cert, "key": key,
-        "clients": [{
-            "client_id": format!("gw-{name}"),
-            "client_secret": format!("secret-of-{name}-0123456789"),
-            "redirect_uris": [redirect_uri],
-            "token_endpoint_auth_method": "client_secret_basic",
-        }],
+        "clients": [c],
     });
-    let log = dir.path(&format!("idp-{name}.log"));
-    let out = std::fs::File::create(&log).unwrap();
+    if let Some(t) = access_ttl {
+        cfg["access_ttl"] = t.into();
+    }
+    let log = dir.path(&format!("idp-{name}-{}.log", std::process::id()));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     let child = Command::new("node")
         .arg(provider_dir().join("provider.mjs"))
         .arg(cfg.to_string())
@@ -483,14 +507,14 @@ fn oidc_settings_are_checked_offline_at_load() {
     let cases = [
         (ok.replace("corp", "Corp"), "[a-z0-9-]"),
         (ok.replace("https://idp", "http://idp"), "https://"),
-        (ok.to_string() + "refresh = true\n", "not implemented yet"),
+        (ok.to_string() + "refresh = 1\n", "invalid type"),
         (
-            ok.to_string() + "provider_logout = true\n",
-            "not implemented yet",
+            ok.to_string() + "access_token_header = \"Authorization\"\n",
+            "relies on",
         ),
         (
-            ok.to_string() + "access_token_header = \"X-Token\"\n",
-            "not implemented yet",
+            ok.to_string() + "access_token_header = \"X Token\"\n",
+            "not a valid header name",
         ),
         (ok.to_string() + "scopes = [\"email\"]\n", "openid"),
         (ok.to_string() + ok, "same name"),
@@ -528,8 +552,35 @@ fn oidc_settings_are_checked_offline_at_load() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Cookie sessions keep no provider tokens: there is nothing to forward.
+    let cookie_base = base.replace(
+        "keys_file = \"session.keys\"\n",
+        "keys_file = \"session.keys\"\nstore = \"cookie\"\n",
+    );
+    let cfg = dir.write(
+        "gateway.toml",
+        &format!("{cookie_base}{ok}access_token_header = \"X-Token\"\n"),
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("keeps no provider tokens"), "{err}");
     // A valid section passes without contacting the provider (idp.example.com does not
-    // resolve here).
+    // resolve here), with every setting that keeps tokens.
+    let all = format!("{ok}refresh = true\nprovider_logout = true\naccess_token_header = \"X-Forwarded-Access-Token\"\n");
+    let cfg = dir.write("gateway.toml", &format!("{base}{all}"));
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cfg = dir.write("gateway.toml", &format!("{base}{ok}"));
     let out = Command::new(BIN)
         .args(["check", "-c", cfg.to_str().unwrap()])
@@ -694,4 +745,317 @@ fn id_tokens_signed_with_hs256_are_refused_even_when_the_provider_offers_it() {
             "portcullis_oidc_logins_total{provider=\"hs\",result=\"provider_error\"}"
         ) >= 1.0
     );
+}
+
+/// The provider's tokens, due for renewal: twenty requests at once cost the provider one
+/// refresh, the access token the app receives is the current one, a provider that is down
+/// costs nothing but the renewal, and a refresh token the provider no longer knows ends
+/// the session.
+#[test]
+fn provider_tokens_are_renewed_once_forwarded_and_a_refused_renewal_ends_the_session() {
+    let dir = TempDir::new("oidc-refresh");
+    let (_echo, echo) = echo("app", &dir);
+    let addrs = Addrs::new();
+    let (cert, key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    let ca = std::fs::read_to_string(&cert).unwrap();
+    let at = free_addr();
+    let client = serde_json::json!({
+        "redirect_uris": [format!("http://{}/.auth/oidc/callback", addrs.http)],
+        "grant_types": ["authorization_code", "refresh_token"],
+    });
+    let corp = idp_with(&dir, "corp", at, client.clone(), &cert, &key, Some(4));
+    let g = gateway(
+        &dir,
+        &addrs,
+        echo,
+        false,
+        &oidc_section(
+            "corp",
+            &corp.issuer,
+            "scopes = [\"openid\", \"email\", \"profile\", \"offline_access\"]\n\
+             access_token_header = \"X-Forwarded-Access-Token\"\n",
+        ),
+    );
+    let gw = g.http;
+    let sign_in = |who: &str| {
+        let b = browser(&ca);
+        let cb = sign_in_until_callback(&b, gw, &corp, who);
+        assert!(cb.contains("code="), "{cb}");
+        let r = b.get(&cb).send().unwrap();
+        assert_eq!(r.status(), 303);
+        (session_cookie(&r).unwrap(), std::time::Instant::now())
+    };
+    let (alice, t0) = sign_in("alice");
+    let (bob, _) = sign_in("bob");
+    let api = |c: &str| get(gw, "/app", &[("Cookie", c), ("Accept", "application/json")]);
+    let token_of = |r: &Resp| r.upstream_header("x-forwarded-access-token");
+
+    // The access token goes to the app; a client's own header of that name never does.
+    let r = get(
+        gw,
+        "/app",
+        &[("Cookie", &alice), ("X-Forwarded-Access-Token", "forged")],
+    );
+    assert_eq!(r.status, 200);
+    let first = token_of(&r);
+    assert_eq!(first.len(), 1, "{:?}", r.upstream_headers());
+    assert!(first[0] != "forged" && first[0].len() > 20);
+    let r = get(gw, "/app", &[("x_forwarded_access_token", "forged")]);
+    assert_eq!(r.status, 401, "no session");
+
+    // Due after 3 of its 4 seconds: twenty requests at once, one refresh at the provider.
+    std::thread::sleep(Duration::from_millis(3300).saturating_sub(t0.elapsed()));
+    let b = browser(&ca);
+    let before = token_calls(&b, &corp);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..20).map(|_| s.spawn(|| api(&alice).status)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(token_calls(&b, &corp), before + 1, "exactly one refresh");
+    let second = token_of(&api(&alice));
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first, "the renewed access token is forwarded");
+    assert_eq!(
+        metric(
+            &g,
+            "portcullis_oidc_refreshes_total{provider=\"corp\",result=\"renewed\"}"
+        ),
+        1.0
+    );
+
+    // The provider goes down: the session stays, the renewal is counted as failed.
+    drop(corp);
+    std::thread::sleep(Duration::from_millis(3300));
+    assert_eq!(
+        api(&alice).status,
+        200,
+        "a provider that is down ends no session"
+    );
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_refreshes_total{provider=\"corp\",result=\"provider_down\"}"
+        ) >= 1.0
+    );
+
+    // It comes back having forgotten every grant (in-memory): bob's renewal is refused
+    // and his session ends; alice's waits out its retry delay and stays.
+    let corp = idp_with(&dir, "corp", at, client, &cert, &key, Some(4));
+    assert_eq!(api(&bob).status, 401, "a refused renewal ends the session");
+    assert_eq!(api(&bob).status, 401, "and it stays ended");
+    assert_eq!(api(&alice).status, 200);
+    assert!(
+        metric(
+            &g,
+            "portcullis_oidc_refreshes_total{provider=\"corp\",result=\"refused\"}"
+        ) >= 1.0
+    );
+    // No token of any kind in the log.
+    let log = g.proc.log_text();
+    for t in first.iter().chain(second.iter()) {
+        assert!(!log.contains(t.as_str()), "an access token reached the log");
+    }
+    let m = admin_get(&g, "/metrics").body;
+    assert_promtool_accepts(&dir, "refresh-metrics.txt", &m);
+    drop(corp);
+}
+
+/// Logout with `provider_logout = true` goes on to the provider, whose Back-Channel Logout
+/// then ends every gateway session of that provider session, on both instances sharing
+/// Redis; forged logout tokens end nothing.
+#[test]
+fn provider_logout_and_back_channel_logout_end_sessions_on_every_instance() {
+    let dir = TempDir::new("oidc-bcl");
+    let (_echo, echo) = echo("app", &dir);
+    let (_redis, raddr) = redis_server(&dir);
+    let (cert, key) = write_cert(&dir);
+    std::fs::copy(&cert, dir.path("idp.crt")).unwrap();
+    let ca = std::fs::read_to_string(&cert).unwrap();
+    dir.write("session.keys", &gen_key());
+    // B on another loopback address: a browser keeps cookies per host, not per port, and
+    // one browser signs in to both.
+    let on_two = std::net::TcpListener::bind("127.0.0.2:0")
+        .expect("127.0.0.2")
+        .local_addr()
+        .unwrap();
+    let (aa, ab) = (
+        Addrs::new(),
+        Addrs {
+            http: on_two,
+            ..Addrs::new()
+        },
+    );
+    let client = serde_json::json!({
+        "redirect_uris": [
+            format!("http://{}/.auth/oidc/callback", aa.http),
+            format!("http://{}/.auth/oidc/callback", ab.http),
+        ],
+        "post_logout_redirect_uris": [format!("http://{}/", aa.http)],
+        "backchannel_logout_uri": format!("http://{}/.auth/oidc/backchannel-logout", aa.http),
+        "backchannel_logout_session_required": true,
+    });
+    let corp = idp_with(&dir, "corp", free_addr(), client, &cert, &key, None);
+    let instance = |name: &str, addrs: &Addrs| {
+        let cfg = dir.write(
+            &format!("{name}.toml"),
+            &format!(
+                "[listen]\nhttp = [\"{http}\"]\n[admin]\nlisten = \"{admin}\"\n\
+                 [session]\nkeys_file = \"session.keys\"\nsecure = false\nstore = \"redis\"\n\
+                 [redis]\nurl = \"redis://{raddr}/0\"\nkey_prefix = \"bcl:\"\n\
+                 [auth]\nafter_logout = \"/\"\n\
+                 [[upstream]]\nname = \"app\"\ntargets = [\"{echo}\"]\n\
+                 [[route]]\npath = \"/\"\nupstream = \"app\"\n{oidc}",
+                http = addrs.http,
+                admin = addrs.admin,
+                oidc = oidc_section("corp", &corp.issuer, "provider_logout = true\n"),
+            ),
+        );
+        let g = start_gateway(&dir, &cfg, addrs, false);
+        let live = eventually(Duration::from_secs(10), || {
+            g.proc.log_text().contains("invalidation channel is live")
+        });
+        assert!(live, "{name}: never subscribed");
+        g
+    };
+    let (a, b) = (instance("a", &aa), instance("b", &ab));
+    let api = |gw: SocketAddr, c: &str| {
+        get(gw, "/app", &[("Cookie", c), ("Accept", "application/json")]).status
+    };
+    // One person signs in through both instances (one provider session, one sid) ...
+    let person = browser(&ca);
+    let mut cookies = Vec::new();
+    for gw in [a.http, b.http] {
+        let cb = sign_in_until_callback(&person, gw, &corp, "alice");
+        let r = person.get(&cb).send().unwrap();
+        assert_eq!(r.status(), 303);
+        cookies.push(session_cookie(&r).unwrap());
+    }
+    // ... and someone else once.
+    let other = browser(&ca);
+    let cb = sign_in_until_callback(&other, a.http, &corp, "carol");
+    let carol = session_cookie(&other.get(&cb).send().unwrap()).unwrap();
+    for c in &cookies {
+        assert_eq!(api(a.http, c), 200);
+        assert_eq!(api(b.http, c), 200, "B's near-cache holds it now");
+    }
+
+    // Forged logout tokens end nothing: alg none, a key the provider never published, a
+    // token from nowhere, no token, the wrong content type.
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": corp.issuer, "aud": "gw-corp", "iat": now,
+        "jti": "j-1", "sub": "alice",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}}});
+    let none = format!(
+        "{}.{}.",
+        b64(&serde_json::json!({"alg": "none"})),
+        b64(&claims)
+    );
+    let foreign_key = jsonwebtoken::EncodingKey::from_secret(b"secret-of-corp-0123456789");
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &foreign_key,
+    )
+    .unwrap();
+    let form = "application/x-www-form-urlencoded";
+    for (ctype, body) in [
+        (form, format!("logout_token={none}")),
+        (form, format!("logout_token={hs}")),
+        (form, "logout_token=a.b.c".to_string()),
+        (form, String::new()),
+    ] {
+        let r = request(
+            a.http,
+            "POST",
+            "/.auth/oidc/backchannel-logout",
+            &[("Content-Type", ctype)],
+            &body,
+        );
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
+    let r = request(
+        a.http,
+        "POST",
+        "/.auth/oidc/backchannel-logout",
+        &[("Content-Type", "application/json")],
+        "{}",
+    );
+    assert_eq!(r.status, 415);
+    for c in &cookies {
+        assert_eq!(api(b.http, c), 200, "nothing ended");
+    }
+
+    // Logout at A: the gateway session ends, and the browser goes on to the provider.
+    let r = person
+        .post(format!("http://{}/.auth/logout", a.http))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let end = location(&r);
+    assert!(end.starts_with(&corp.issuer), "{end}");
+    for part in ["id_token_hint=", "client_id=gw-corp", "state="] {
+        assert!(end.contains(part), "{part} in {end}");
+    }
+    let back = form_urlencoded::byte_serialize(format!("http://{}/", aa.http).as_bytes())
+        .collect::<String>();
+    assert!(
+        end.contains(&format!("post_logout_redirect_uri={back}")),
+        "{end}"
+    );
+    assert_eq!(api(b.http, &cookies[0]), 401, "the session logged out at A");
+    // The provider asks the person to confirm, then tells the gateway (back channel).
+    let page = person.get(&end).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().unwrap();
+    let field = |name: &str| {
+        html.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no {name} in {html}"))
+            .to_string()
+    };
+    let action = html
+        .split("action=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = person
+        .post(absolute(&corp.issuer, &action))
+        .form(&[("xsrf", field("xsrf").as_str()), ("logout", "yes")])
+        .send()
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(
+        location(&r).starts_with(&format!("http://{}/?state=", aa.http)),
+        "back at after_logout with the state: {}",
+        location(&r)
+    );
+    // The other gateway session of that provider session ends on B at once; carol's stays.
+    assert!(
+        eventually(Duration::from_secs(3), || api(b.http, &cookies[1]) == 401),
+        "back-channel logout reached every instance"
+    );
+    assert_eq!(api(a.http, &cookies[1]), 401);
+    assert_eq!(api(b.http, &carol), 200);
+    assert_eq!(
+        metric(
+            &a,
+            "portcullis_oidc_backchannel_logouts_total{provider=\"corp\",result=\"success\"}"
+        ),
+        1.0
+    );
+    let log = a.proc.log_text();
+    assert!(log.contains("back-channel logout"), "{log}");
+    assert!(!log.contains(&cookies[1].split('=').nth(1).unwrap().to_string()));
 }

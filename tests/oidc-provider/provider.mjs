@@ -41,7 +41,11 @@ const provider = new Provider(issuer, {
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => claimsOf(id) }),
   // Tests may widen what the provider signs ID tokens with (to see the gateway refuse it).
   ...(cfg.idTokenAlgs ? { enabledJWA: { idTokenSigningAlgValues: cfg.idTokenAlgs } } : {}),
-  ttl: { AccessToken: cfg.access_ttl || 3600, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
+  ttl: { AccessToken: cfg.access_ttl || 3600, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600,
+    RefreshToken: 3600 },
+  // Every refresh token is single-use: the strictest provider behaviour, under which two
+  // concurrent renewals of one session would end it.
+  rotateRefreshToken: () => true,
 });
 // Count calls per endpoint, for the tests (GET /_counts).
 const counts = {};

@@ -145,6 +145,9 @@ mod tests {
             groups_claim: "realm_access.roles".into(),
             allowed_email_domains: domains.iter().map(|d| d.to_string()).collect(),
             timeout: Duration::from_secs(5),
+            refresh: false,
+            access_token_header: None,
+            provider_logout: false,
         }
     }
 
