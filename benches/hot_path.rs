@@ -39,6 +39,8 @@ fn routes(n: usize) -> RouteTable {
                 issues_sessions: false,
                 bearer: false,
                 allow_encoded: Default::default(),
+                max_auth_age: None,
+                require_mfa: false,
             })
             .collect(),
     )

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub oidc_logins: IntCounterVec,
     pub oidc_provider_duration: HistogramVec,
     pub oidc_refreshes: IntCounterVec,
+    pub mfa: IntCounterVec,
+    pub step_up: IntCounterVec,
     pub oidc_backchannel_logouts: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub session_cache: IntCounterVec,
@@ -157,6 +159,20 @@ impl Metrics {
             ),
             &["provider", "result"],
         )?;
+        let mfa = IntCounterVec::new(
+            Opts::new(
+                "portcullis_mfa_total",
+                "Second-factor checks, by method (totp, recovery, enroll) and result.",
+            ),
+            &["method", "result"],
+        )?;
+        let step_up = IntCounterVec::new(
+            Opts::new(
+                "portcullis_step_up_total",
+                "Requests asked to re-authenticate (max_auth_age, require_mfa), by route.",
+            ),
+            &["route"],
+        )?;
         let oidc_backchannel_logouts = IntCounterVec::new(
             Opts::new(
                 "portcullis_oidc_backchannel_logouts_total",
@@ -211,6 +227,8 @@ impl Metrics {
         registry.register(Box::new(oidc_logins.clone()))?;
         registry.register(Box::new(oidc_provider_duration.clone()))?;
         registry.register(Box::new(oidc_refreshes.clone()))?;
+        registry.register(Box::new(mfa.clone()))?;
+        registry.register(Box::new(step_up.clone()))?;
         registry.register(Box::new(oidc_backchannel_logouts.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(session_invalidations.clone()))?;
@@ -244,6 +262,8 @@ impl Metrics {
             oidc_logins,
             oidc_provider_duration,
             oidc_refreshes,
+            mfa,
+            step_up,
             oidc_backchannel_logouts,
             session_cache,
             session_invalidations,

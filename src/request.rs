@@ -163,6 +163,17 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     out
 }
 
+/// Where a request comes from, as a session records it at login.
+pub fn device_of(session: &Session) -> crate::session::store::record::Device {
+    let agent = session
+        .req_header()
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    crate::session::store::record::Device::new(&client_ip(session), agent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,10 @@ pub struct Route {
     pub bearer: bool,
     /// Encoded delimiters (`%2F`, `%3B`, …) this route accepts in paths.
     pub allow_encoded: EncodedSet,
+    /// Step-up: the session's last authentication must be younger than this.
+    pub max_auth_age: Option<std::time::Duration>,
+    /// Step-up: only sessions whose login used a second factor.
+    pub require_mfa: bool,
 }
 
 /// The host part of a route: an exact name or a `*.example.com` wildcard (which matches
@@ -474,6 +478,8 @@ mod tests {
             issues_sessions: false,
             bearer: false,
             allow_encoded: Default::default(),
+            max_auth_age: None,
+            require_mfa: false,
         }
     }
 

@@ -56,6 +56,8 @@ fn table() -> RouteTable {
                 strip_prefix: false,
                 issues_sessions: false,
                 bearer: false,
+                max_auth_age: None,
+                require_mfa: false,
                 allow_encoded: if allow.is_empty() {
                     EncodedSet::NONE
                 } else {

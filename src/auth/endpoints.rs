@@ -10,7 +10,6 @@ use crate::session::{self, Lookup};
 use pingora::proxy::Session;
 use std::time::{Duration, UNIX_EPOCH};
 
-const MAX_FORM: usize = 16 * 1024;
 const GENERIC_FAILURE: &str = "Invalid user name or password.";
 
 pub async fn handle(
@@ -41,6 +40,19 @@ pub async fn handle(
                 },
             ),
         ("/me", http::Method::GET | http::Method::HEAD) => me(shared, s, ctx).await,
+        ("/mfa", http::Method::GET | http::Method::HEAD) if ctx.config.mfa.is_some() => {
+            super::mfa::endpoints::page(shared, s, ctx).await
+        }
+        ("/mfa", http::Method::POST) => match ctx.config.mfa.clone() {
+            Some(m) => super::mfa::endpoints::submit(shared, s, ctx, &m).await?,
+            None => Reply::error(404, "not_found", "second factors are not enabled"),
+        },
+        ("/account", http::Method::GET | http::Method::HEAD) => {
+            super::mfa::account::page(shared, s, ctx).await
+        }
+        ("/account", http::Method::POST) => super::mfa::account::submit(shared, s, ctx).await?,
+        ("/account" | "/mfa", _) => Reply::error(405, "method_not_allowed", "use GET or POST")
+            .header("allow", "GET, HEAD, POST"),
         ("/oidc/callback", http::Method::GET) => {
             super::oidc::endpoints::callback(shared, s, ctx).await
         }
@@ -94,42 +106,19 @@ fn login_page_for(
         return Reply::redirect(302, &links[0].href);
     }
     let action = format!("{prefix}/login");
+    let step_up = query_param(ctx, "step_up");
     Reply::html(
         status,
-        page::login_with(&action, rd, error, username, &links, form),
+        page::login_with(
+            &action,
+            rd,
+            error,
+            username,
+            &links,
+            form,
+            step_up.as_deref(),
+        ),
     )
-}
-
-async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
-    let ctype = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
-        return Ok(Err(Reply::error(
-            415,
-            "unsupported_media_type",
-            "send application/x-www-form-urlencoded",
-        )));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = s.read_request_body().await? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_FORM {
-            s.set_keepalive(None);
-            return Ok(Err(Reply::error(
-                413,
-                "payload_too_large",
-                "form too large",
-            )));
-        }
-    }
-    Ok(Ok(body))
 }
 
 async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Reply> {
@@ -144,16 +133,20 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
         tracing::warn!(request_id = %ctx.request_id, client, reason = why, "cross-site login refused");
         return Ok(Reply::error(403, "cross_site", "cross-site login refused"));
     }
-    let body = match read_form(s).await? {
+    let body = match crate::auth::params::read_form(s).await? {
         Ok(b) => b,
         Err(reply) => return Ok(reply),
     };
     let (mut username, mut password, mut rd) = (String::new(), String::new(), None);
+    // A step-up for a route with require_mfa: the second step even for users whose group
+    // does not require one (those without a factor enroll one).
+    let mut want_mfa = false;
     for (k, v) in form_urlencoded::parse(&body) {
         match &*k {
             "username" => username = v.into_owned(),
             "password" => password = v.into_owned(),
             "rd" => rd = Some(v.into_owned()),
+            "mfa" => want_mfa = v == "1",
             _ => {}
         }
     }
@@ -212,12 +205,44 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
             "sessions are not configured",
         ));
     };
+    // A second factor, when the user has one or must have one: no session yet.
+    if let Some(mfa) = ctx.config.mfa.clone() {
+        let factors =
+            super::mfa::factors::load(&mfa.store, &shared.store, &scfg.keys, &identity.user).await;
+        match factors {
+            Ok(f) if !f.is_empty() || want_mfa || mfa.required_for(&identity) => {
+                let target = safe_rd(ctx, rd.as_deref());
+                return Ok(super::mfa::endpoints::begin(
+                    shared,
+                    ctx,
+                    scfg,
+                    &identity.user,
+                    f.is_empty(),
+                    target,
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // Never a session without the factor the user may have: fail closed.
+                tracing::error!(request_id = %ctx.request_id, error = %e, "login: second factors could not be read");
+                return Ok(Reply::error(503, "unavailable", "try again shortly"));
+            }
+        }
+    }
     // Never promote a session the client brought: end it and issue a fresh id.
     if let Ok(Lookup::Hit(old)) = load_session(shared, s, ctx).await {
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
     let auth = crate::identity::Authentication::password(shared.clock.now_ms());
-    let created = session::create(scfg, &shared.backends(), identity, auth).await;
+    let created = session::create_with_tokens(
+        scfg,
+        &shared.backends(),
+        identity,
+        auth,
+        None,
+        crate::request::device_of(s),
+    )
+    .await;
     let (value, record) = match created {
         Ok(v) => v,
         Err(e @ crate::session::store::StoreError::Refused(_)) => {

@@ -1,7 +1,7 @@
 //! The gateway's pages (login, refusals): plain HTML, no JavaScript, work in any browser
 //! and with a screen reader.
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -19,7 +19,7 @@ fn escape(s: &str) -> String {
 /// The frame every page shares: one self-contained document (no external resources, so
 /// the strict Content-Security-Policy of `Reply::html` holds), a centred card. `title` is
 /// escaped here; `css` and `body` are the caller's, already escaped.
-fn layout(title: &str, max_width: &str, css: &str, body: &str) -> String {
+pub(crate) fn layout(title: &str, max_width: &str, css: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -52,7 +52,7 @@ pub struct ProviderLink {
 
 /// The login page: a button per OpenID Provider, and the password form when `form`.
 pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
-    login_with(action, rd, error, username, &[], true)
+    login_with(action, rd, error, username, &[], true, None)
 }
 
 pub fn login_with(
@@ -62,10 +62,20 @@ pub fn login_with(
     username: &str,
     providers: &[ProviderLink],
     form: bool,
+    step_up: Option<&str>,
 ) -> String {
-    let error = error
+    let mut error = error
         .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
         .unwrap_or_default();
+    if step_up.is_some() && error.is_empty() {
+        error = "<p class=\"note\" role=\"status\">This page needs a recent sign-in. Please sign in again to continue.</p>".into();
+    }
+    // A step-up for a route that requires a second factor carries that to the POST.
+    let mfa = if step_up == Some("mfa") {
+        "<input type=\"hidden\" name=\"mfa\" value=\"1\">\n"
+    } else {
+        ""
+    };
     let css = "label { display: block; font-size: .9rem; margin: .8rem 0 .3rem; }
 input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .55rem .6rem; border: 1px solid #c4c8cf; border-radius: 4px; font-size: 1rem; }
 button { margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }
@@ -89,7 +99,7 @@ a.provider { display: block; text-align: center; padding: .6rem; border: 1px sol
     let body = format!(
         r#"{error}
 {buttons}<form method="post" action="{action}">
-<input type="hidden" name="rd" value="{rd}">
+{mfa}<input type="hidden" name="rd" value="{rd}">
 <label for="username">User name</label>
 <input type="text" id="username" name="username" value="{username}" autocomplete="username" autocapitalize="none" required autofocus>
 <label for="password">Password</label>

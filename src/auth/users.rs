@@ -156,6 +156,12 @@ impl Users {
 
     /// Check a password. CPU-heavy by design: call from a blocking thread. An unknown user
     /// costs one verification against a dummy hash, like a known user with a wrong password.
+    /// The identity of `name`, without a password (the second step of a login, which the
+    /// password already passed).
+    pub fn identity(&self, name: &str) -> Option<Identity> {
+        self.by_name.get(name).map(|u| u.identity.clone())
+    }
+
     pub fn verify(&self, name: &str, password: &str) -> Option<Identity> {
         match self.by_name.get(name) {
             Some(u) => check(&u.hash, password).then(|| u.identity.clone()),

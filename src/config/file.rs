@@ -62,6 +62,7 @@ pub struct FileConfig {
     pub jwt: Vec<JwtSection>,
     #[serde(default)]
     pub oidc: Vec<OidcSection>,
+    pub mfa: Option<Spanned<MfaSection>>,
     #[serde(default)]
     pub upstream: Vec<UpstreamSection>,
     #[serde(default)]
@@ -389,6 +390,31 @@ pub struct RouteSection {
     /// Encoded delimiters this route accepts in paths: "/", "\\", ";", "?", "#", "%".
     #[serde(default = "unspanned")]
     pub allow_encoded: Spanned<Vec<String>>,
+    /// Step-up: the last authentication must be younger than this ("" = any age).
+    #[serde(default = "unspanned")]
+    pub max_auth_age: Spanned<String>,
+    /// Step-up: only sessions whose login used a second factor.
+    #[serde(default = "unspanned")]
+    pub require_mfa: Spanned<bool>,
+}
+
+/// `[mfa]`: second factors for users of `users_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSection {
+    #[serde(default = "yes")]
+    pub totp: Spanned<bool>,
+    /// Not built yet: refused when true (README "Second factors and step-up").
+    #[serde(default = "no")]
+    pub passkeys: Spanned<bool>,
+    #[serde(default)]
+    pub required_groups: Vec<String>,
+    #[serde(default = "default_credentials_file")]
+    pub credentials_file: Spanned<String>,
+}
+
+fn default_credentials_file() -> Spanned<String> {
+    Spanned::new(0..0, "state/credentials".to_string())
 }
 
 /// `[[jwt]]`: one issuer of bearer tokens.

@@ -4,6 +4,7 @@
 pub mod file;
 mod jwt;
 pub mod memcached;
+mod mfa;
 pub mod oidc;
 pub mod redis;
 pub mod runtime;

@@ -39,6 +39,8 @@ pub struct Config {
     pub jwt: Option<Arc<crate::tokens::jwt::Issuers>>,
     /// OpenID Providers (`[[oidc]]`); `None` when there are none.
     pub oidc: Option<Arc<crate::auth::oidc::Providers>>,
+    /// Second factors (`[mfa]`); `None` when not configured.
+    pub mfa: Option<Arc<crate::auth::mfa::MfaSettings>>,
     pub upstreams: Vec<Arc<Upstream>>,
     pub routes: RouteTable,
 }
@@ -162,6 +164,10 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         .session
         .as_ref()
         .is_some_and(|s| matches!(s.store.get_ref(), StoreKind::Cookie));
+    let redis_store = f
+        .session
+        .as_ref()
+        .is_some_and(|s| matches!(s.store.get_ref(), StoreKind::Redis));
     let oidc = super::oidc::providers(src, f.oidc, f.session.is_some(), cookie_sessions)?;
     let session = match f.session {
         None => None,
@@ -204,6 +210,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
     }
 
     let auth = auth_config(src, f.auth)?;
+    let mfa = super::mfa::settings(src, f.mfa, auth.users_file.is_some(), redis_store)?;
 
     let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
     for u in f.upstream {
@@ -350,6 +357,29 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             let one = EncodedSet::parse_one(c).map_err(|e| src.at(r.allow_encoded.span(), e))?;
             allow_encoded = allow_encoded.union(one);
         }
+        let max_auth_age = match r.max_auth_age.get_ref().as_str() {
+            "" => None,
+            t => Some(
+                humantime::parse_duration(t)
+                    .map_err(|e| src.at(r.max_auth_age.span(), format!("max_auth_age: {e}")))?,
+            ),
+        };
+        let require_mfa = *r.require_mfa.get_ref();
+        if (max_auth_age.is_some() || require_mfa) && access != Access::Authenticated {
+            return Err(src.at(
+                r.path.span(),
+                "max_auth_age/require_mfa need access = \"authenticated\"",
+            ));
+        }
+        if max_auth_age.is_some_and(|a| a < Duration::from_secs(1)) {
+            return Err(src.at(r.max_auth_age.span(), "max_auth_age must be at least 1s"));
+        }
+        if require_mfa && mfa.is_none() && oidc.is_none() {
+            return Err(src.at(
+                r.require_mfa.span(),
+                "require_mfa needs [mfa] (second factors for users_file logins) or an [[oidc]] provider that reports them",
+            ));
+        }
         route_spans.push(r.path.span());
         routes.push(Route {
             name: name.into(),
@@ -363,6 +393,8 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
             issues_sessions: *r.issues_sessions.get_ref(),
             bearer,
             allow_encoded,
+            max_auth_age,
+            require_mfa,
         });
     }
     // Bearer-only APIs need no login form; any route that sends people to it does.
@@ -405,6 +437,7 @@ pub(crate) fn build(src: &Source<'_>, f: FileConfig) -> Result<Config, ConfigErr
         assertion,
         jwt,
         oidc,
+        mfa,
         upstreams,
         routes,
     })

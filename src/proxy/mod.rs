@@ -18,6 +18,7 @@ pub use routing::JWKS_PATH;
 
 use crate::gateway::Shared;
 use crate::respond::Reply;
+use crate::router;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -73,6 +74,24 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Step-up, counted per route when it asks.
+    fn step_up(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        route: &router::Route,
+    ) -> Result<(), Stop> {
+        let r = policy::step_up(session, ctx, route, self.shared.clock.now_ms());
+        if r.is_err() {
+            self.shared
+                .metrics
+                .step_up
+                .with_label_values(&[&route.name])
+                .inc();
+        }
+        r
+    }
+
     fn hsts(&self, ctx: &RequestCtx) -> Option<String> {
         let tls = ctx.config.tls.as_ref()?;
         let age = tls.hsts?;
@@ -88,6 +107,7 @@ impl Gateway {
         let route = routing::choose(session, ctx, traits)?; // 4: every reading agrees
         credentials::identify(self, session, ctx, &route).await?; // 6: session, bearer
         policy::authorize(session, ctx, &route)?; // 7: login, users, groups
+        self.step_up(session, ctx, &route)?; // 7: max_auth_age, require_mfa
         policy::refuse_cross_site(session, ctx)?; // 8: CSRF
         ctx.route = Some(route);
         Ok(())

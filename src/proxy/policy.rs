@@ -29,6 +29,72 @@ pub(super) fn authorize(session: &Session, ctx: &RequestCtx, route: &Route) -> R
     }
 }
 
+/// Step 7, the route's step-up rules: a session whose last authentication is older than
+/// `max_auth_age`, or that lacks a second factor on a `require_mfa` route, is kept but
+/// asked to re-authenticate — a browser navigation gets `302` to do so (its provider
+/// again for an OIDC session, else the login page, then back to `rd`), anything else
+/// `401 step_up_required`. An identity proven by a bearer token alone has no
+/// authentication time to check: refused the same way (never let through).
+pub(super) fn step_up(
+    session: &Session,
+    ctx: &RequestCtx,
+    route: &Route,
+    now_ms: u64,
+) -> Result<(), Stop> {
+    if route.max_auth_age.is_none() && !route.require_mfa {
+        return Ok(());
+    }
+    if ctx.identity.is_none() {
+        return Ok(());
+    }
+    let auth = ctx.session.as_ref().map(|s| &s.record.auth);
+    let too_old = match (route.max_auth_age, auth) {
+        (Some(max), Some(a)) => now_ms.saturating_sub(a.time_ms) >= max.as_millis() as u64,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let no_mfa =
+        route.require_mfa && !auth.is_some_and(|a| crate::auth::mfa::is_second_factor(&a.methods));
+    if !too_old && !no_mfa {
+        return Ok(());
+    }
+    let provider = auth.map_or("", |a| a.provider.as_str());
+    tracing::info!(request_id = %ctx.request_id, user = %ctx.user(), route = %route.name, too_old, no_mfa, "step-up required");
+    // A provider's session without a second factor would come back the same way: the
+    // gateway cannot ask the provider for one (no acr_values setting), so say so.
+    if no_mfa && !provider.is_empty() && !too_old {
+        return Err(Stop::answer(Reply::error(
+            403,
+            "second_factor_required",
+            "this route needs a login with a second factor, which your identity provider did not report",
+        )));
+    }
+    if ctx.session.is_some() && is_navigation(session.req_header()) {
+        let mut rd = ctx.path.clone();
+        if let Some(q) = &ctx.query {
+            rd.push('?');
+            rd.push_str(q);
+        }
+        let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        return Err(Stop::answer(Reply::redirect(
+            302,
+            &crate::auth::reauth_url(ctx, provider, &rd, no_mfa),
+        )));
+    }
+    let mut body = serde_json::json!({
+        "error": "step_up_required",
+        "message": "re-authenticate to use this route",
+        "require_mfa": no_mfa,
+    });
+    if let Some(max) = route.max_auth_age {
+        body["max_auth_age_seconds"] = max.as_secs().into();
+    }
+    Err(Stop::answer(Reply::json(401, &body).header(
+        "www-authenticate",
+        "Cookie realm=\"portcullis\", error=\"step_up_required\"",
+    )))
+}
+
 /// Step 8: CSRF on state-changing requests that carry a session. A request proven by a
 /// bearer token alone carries no ambient credential a browser could attach.
 pub(super) fn refuse_cross_site(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {

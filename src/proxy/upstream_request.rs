@@ -66,6 +66,10 @@ pub(super) fn prepare(
             // The sealed login state of an OpenID sign-in in flight is ours too.
             forward_cookies(req, crate::auth::oidc::endpoints::state_cookie_name(scfg))?;
         }
+        if cfg.mfa.is_some() {
+            // So is a login waiting for its second factor.
+            forward_cookies(req, crate::auth::mfa::pending::cookie_name(scfg))?;
+        }
     }
     // Step 9: verified identity and the gateway's own forwarding headers.
     if let Some(id) = &ctx.identity {
@@ -84,7 +88,12 @@ pub(super) fn prepare(
             };
             let now = gw.shared.clock.now_ms() / 1000;
             let aud = ctx.host.as_deref().unwrap_or("");
-            if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {
+            let auth = ctx
+                .session
+                .as_ref()
+                .filter(|_| !ctx.bearer)
+                .map(|s| &*s.record.auth);
+            if let Some(token) = a.token(cache_key, id, auth, aud, &ctx.own_origin(), now) {
                 req.insert_header(a.header.clone(), token)?;
             }
         }

@@ -4,6 +4,10 @@
 
 use crate::identity::{Authentication, Identity};
 use crate::session::provider_tokens::ProviderTokens;
+use crate::session::store::record::Device;
+
+/// Marks the device block in shared-store records (a trailing, optional block).
+pub const DEVICE_BLOCK: u8 = 0xA3;
 
 /// Marks the authentication block that follows an identity in newer records; records
 /// written before it existed simply end after the identity.
@@ -56,6 +60,12 @@ pub fn put_tokens(out: &mut Vec<u8>, t: Option<&ProviderTokens>) {
     }
     out.extend_from_slice(&t.issued_ms.to_le_bytes());
     out.extend_from_slice(&t.expires_ms.to_le_bytes());
+}
+
+/// Append where the session was started from: client ‖ agent.
+pub fn put_device(out: &mut Vec<u8>, d: &Device) {
+    put_str(out, &d.client);
+    put_str(out, &d.agent);
 }
 
 /// A bounds-checked reader; every method returns `None` on truncated or invalid input.
@@ -153,6 +163,13 @@ impl<'a> Reader<'a> {
             }
             _ => None,
         }
+    }
+
+    pub fn device(&mut self) -> Option<Device> {
+        Some(Device {
+            client: self.string()?,
+            agent: self.string()?,
+        })
     }
 
     /// Validate an identity without allocating.

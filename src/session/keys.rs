@@ -201,6 +201,33 @@ impl KeyRing {
             .ok()?;
         Some(plain)
     }
+
+    /// Seal a small value for the browser (a cookie or a form field): base64url of
+    /// `seal(aad, JSON)`. `aad` names what it is, so one kind never opens as another.
+    pub fn seal_json<T: serde::Serialize>(
+        &self,
+        aad: &[u8],
+        value: &T,
+        rng: &dyn ring::rand::SecureRandom,
+    ) -> Option<String> {
+        let plain = serde_json::to_vec(value).ok()?;
+        Some(URL_SAFE_NO_PAD.encode(self.seal(aad, plain, rng)?))
+    }
+
+    /// Open what `seal_json` made; `None` if forged, altered, of another kind, sealed
+    /// with a key no longer configured, or longer than `max_len`.
+    pub fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        aad: &[u8],
+        value: &str,
+        max_len: usize,
+    ) -> Option<T> {
+        if value.len() > max_len {
+            return None;
+        }
+        let mut raw = URL_SAFE_NO_PAD.decode(value).ok()?;
+        serde_json::from_slice(self.open(aad, &mut raw)?).ok()
+    }
 }
 
 fn aead_key(seal: &[u8; 32]) -> Option<ring::aead::LessSafeKey> {

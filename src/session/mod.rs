@@ -14,6 +14,7 @@ pub use settings::{SameSite, SessionConfig};
 use crate::identity::{Authentication, Identity};
 use cookie::{CookieRejection, SessionId, StoreKey};
 use std::sync::Arc;
+use store::record::Device;
 use store::Store;
 use store::{Clock, Expiry, SessionRecord, StoreError};
 
@@ -155,7 +156,7 @@ pub async fn create(
     identity: Identity,
     auth: Authentication,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
-    create_with_tokens(cfg, b, identity, auth, None).await
+    create_with_tokens(cfg, b, identity, auth, None, Device::default()).await
 }
 
 /// `create`, keeping the OpenID Provider's tokens with the record. Cookie sessions do not
@@ -167,6 +168,7 @@ pub async fn create_with_tokens(
     identity: Identity,
     auth: Authentication,
     tokens: Option<provider_tokens::ProviderTokens>,
+    device: Device,
 ) -> Result<(String, Arc<SessionRecord>), StoreError> {
     let now = b.clock.now_ms();
     if cfg.stateless {
@@ -189,7 +191,8 @@ pub async fn create_with_tokens(
         SessionId::generate(b.rng).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
     let rec = SessionRecord::new(identity, now)
         .with_auth(auth)
-        .with_tokens(tokens.and_then(provider_tokens::ProviderTokens::bounded));
+        .with_tokens(tokens.and_then(provider_tokens::ProviderTokens::bounded))
+        .with_device(device);
     let key = id.store_key();
     let stored = b.store.create(cfg, key, rec).await?;
     Ok((id.encode(&cfg.keys), stored))
@@ -225,6 +228,53 @@ pub async fn revoke_user(
         return Ok(None);
     }
     b.store.delete_user(user).await.map(Some)
+}
+
+const HANDLE_AAD: &[u8] = b"portcullis session handle v1\0";
+
+/// An opaque handle naming a session in listings (account page, admin API): the store key
+/// sealed with the key ring, so it is neither the session id nor its hash, and any
+/// instance with the same keys can open it.
+pub fn handle(
+    keys: &keys::KeyRing,
+    key: &StoreKey,
+    rng: &dyn ring::rand::SecureRandom,
+) -> Option<String> {
+    use base64::Engine;
+    let sealed = keys.seal(HANDLE_AAD, key.0.to_vec(), rng)?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+}
+
+pub fn open_handle(keys: &keys::KeyRing, handle: &str) -> Option<StoreKey> {
+    use base64::Engine;
+    if handle.len() > 200 {
+        return None;
+    }
+    let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(handle)
+        .ok()?;
+    let plain = keys.open(HANDLE_AAD, &mut raw)?;
+    Some(StoreKey(plain.try_into().ok()?))
+}
+
+/// A user's live sessions (expired ones left out), newest first.
+pub async fn list_user(
+    cfg: &SessionConfig,
+    b: &Backends<'_>,
+    user: &str,
+) -> Result<Vec<(StoreKey, Arc<SessionRecord>)>, StoreError> {
+    let now = b.clock.now_ms();
+    let idle = cfg.idle_timeout.as_millis() as u64 + b.store.idle_slack_ms();
+    let absolute = cfg.absolute_timeout.as_millis() as u64;
+    let mut list: Vec<_> = b
+        .store
+        .list_group(cfg, store::Group::User(user))
+        .await?
+        .into_iter()
+        .filter(|(_, r)| store::is_expired(r, now, idle, absolute).is_none())
+        .collect();
+    list.sort_by_key(|(_, r)| std::cmp::Reverse(r.created_ms));
+    Ok(list)
 }
 
 fn same_site(s: SameSite) -> ::cookie::SameSite {

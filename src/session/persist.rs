@@ -33,8 +33,8 @@ enum Version {
 const AAD: &[u8] = b"portcullis snapshot v1";
 
 /// Record encoding: store key (32) ‖ created ms (u64 LE) ‖ last seen ms (u64 LE) ‖
-/// identity ‖ authentication ‖ provider tokens (see `codec`; the authentication block is
-/// absent in `PCSNAP2`, the tokens field in `PCSNAP2` and `PCSNAP3`).
+/// identity ‖ authentication ‖ provider tokens ‖ device (see `codec`; the authentication
+/// block is absent in `PCSNAP2`, the last two fields in `PCSNAP2` and `PCSNAP3`).
 fn encode(out: &mut Vec<u8>, key: &StoreKey, r: &SessionRecord) {
     out.extend_from_slice(&key.0);
     out.extend_from_slice(&r.created_ms.to_le_bytes());
@@ -42,6 +42,7 @@ fn encode(out: &mut Vec<u8>, key: &StoreKey, r: &SessionRecord) {
     codec::put_identity(out, &r.identity);
     codec::put_auth(out, &r.auth);
     codec::put_tokens(out, r.tokens.as_deref());
+    codec::put_device(out, &r.device);
 }
 
 /// Validate one record (without allocating, apart from the authentication block).
@@ -57,6 +58,7 @@ fn skip_record(r: &mut Reader<'_>, v: Version) -> Option<()> {
     }
     if v >= Version::V4 {
         r.tokens()?;
+        r.device()?;
     }
     Some(())
 }
@@ -71,7 +73,7 @@ fn read_record(r: &mut Reader<'_>, v: Version) -> Option<(StoreKey, SessionRecor
         rec = rec.with_auth(r.auth_or_old(created)?);
     }
     if v >= Version::V4 {
-        rec = rec.with_tokens(r.tokens()?);
+        rec = rec.with_tokens(r.tokens()?).with_device(r.device()?);
     }
     Some((StoreKey(key), rec))
 }

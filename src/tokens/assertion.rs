@@ -120,6 +120,7 @@ impl Assertions {
         &self,
         cache_key: &[u8],
         identity: &Identity,
+        auth: Option<&crate::identity::Authentication>,
         aud: &str,
         iss: &str,
         now_secs: u64,
@@ -133,10 +134,19 @@ impl Assertions {
         let key = self.keys.first()?;
         let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": key.kid });
         let exp = now_secs + LIFETIME.as_secs();
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "sub": identity.user, "email": identity.email, "groups": identity.groups,
             "iat": now_secs, "nbf": now_secs, "exp": exp, "aud": aud, "iss": iss,
         });
+        // How and when the person authenticated, so an upstream can decide for itself
+        // (OpenID Connect's `auth_time` and RFC 8176 `amr`). Sessions only: a bearer
+        // token's own claims are the token issuer's business.
+        if let Some(a) = auth.filter(|a| a.time_ms > 0) {
+            claims["auth_time"] = (a.time_ms / 1000).into();
+            if !a.methods.is_empty() {
+                claims["amr"] = a.methods.clone().into();
+            }
+        }
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -197,6 +207,11 @@ mod tests {
             .token(
                 b"s1",
                 &id,
+                Some(&crate::identity::Authentication {
+                    methods: vec!["pwd".into(), "otp".into()],
+                    time_ms: 900_000,
+                    ..Default::default()
+                }),
                 "app.example.com",
                 "https://gw.example.com",
                 1000,
@@ -211,6 +226,8 @@ mod tests {
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["exp"], 1060);
         assert_eq!(claims["aud"], "app.example.com");
+        assert_eq!(claims["auth_time"], 900);
+        assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
         let k = &jwks["keys"][0];
         let mut point = vec![4u8];
         point.extend(URL_SAFE_NO_PAD.decode(k["x"].as_str().unwrap()).unwrap());
@@ -223,6 +240,7 @@ mod tests {
             asr.token(
                 b"s1",
                 &id,
+                None,
                 "app.example.com",
                 "https://gw.example.com",
                 1010
@@ -232,7 +250,7 @@ mod tests {
             "reused"
         );
         assert_ne!(
-            asr.token(b"s1", &id, "other", "https://gw.example.com", 1010)
+            asr.token(b"s1", &id, None, "other", "https://gw.example.com", 1010)
                 .unwrap(),
             t,
             "per audience"

@@ -106,6 +106,8 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         issues_sessions: false,
         bearer: false,
         allow_encoded: Default::default(),
+        max_auth_age: None,
+        require_mfa: false,
     };
     let config = Config {
         path: PathBuf::from("<demo>"),
@@ -150,6 +152,18 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         )?,
         assertion: None,
         jwt: None,
+        // Second factors work in the demo too: enrolled factors go to a temporary file.
+        mfa: Some(Arc::new(crate::auth::mfa::MfaSettings {
+            totp: true,
+            required_groups: vec![],
+            store: crate::auth::mfa::FactorStore::File(
+                std::env::temp_dir().join(format!(
+                    "portcullis-demo-{}.credentials",
+                    std::process::id()
+                )),
+                Default::default(),
+            ),
+        })),
         oidc: None,
         upstreams: vec![upstream.clone()],
         routes: RouteTable::new(vec![

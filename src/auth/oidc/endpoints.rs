@@ -7,9 +7,9 @@ use super::flow::{self, LoginState};
 use super::id_token::{self, Expect};
 use super::{claims, token, OidcError, Provider};
 use crate::auth::page;
-use crate::auth::params::{query_param, safe_rd};
+use crate::auth::params::{query_param, read_cookie, safe_rd};
 use crate::gateway::Shared;
-use crate::request::{client_ip, load_session, RequestCtx};
+use crate::request::{client_ip, device_of, load_session, RequestCtx};
 use crate::respond::Reply;
 use crate::session::provider_tokens::ProviderTokens;
 use crate::session::{self, Lookup, SessionConfig};
@@ -36,23 +36,6 @@ fn state_cookie(cfg: &SessionConfig, value: &str, max_age: u64) -> String {
         c = c.secure(true);
     }
     c.build().to_string()
-}
-
-/// The value of the cookie named exactly `name` (the last one if sent twice: a stale
-/// duplicate can only fail the state check).
-fn cookie_value<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for h in s.req_header().headers.get_all(http::header::COOKIE) {
-        let Ok(h) = h.to_str() else { continue };
-        for part in h.split(';') {
-            if let Some((k, v)) = part.trim().split_once('=') {
-                if k == name {
-                    found = Some(v);
-                }
-            }
-        }
-    }
-    found
 }
 
 fn error_page(ctx: &RequestCtx, provider: Option<&str>, e: &OidcError) -> Reply {
@@ -124,13 +107,24 @@ pub async fn start(shared: &Shared, s: &Session, ctx: &mut RequestCtx, name: &st
         ctx.config.auth.prefix
     );
     let now = shared.clock.now_ms();
-    let Some(st) = LoginState::new(&shared.rng, name, redirect_uri, rd, now) else {
+    let Some(mut st) = LoginState::new(&shared.rng, name, redirect_uri, rd, now) else {
         return error_page(ctx, Some(name), &OidcError::Down("no randomness".into()));
     };
+    st.step_up = query_param(ctx, "step_up").is_some();
     let Some(sealed) = flow::seal(&scfg.keys, &st, &shared.rng) else {
         return error_page(ctx, Some(name), &OidcError::Down("could not seal".into()));
     };
     let ps = &p.settings;
+    // OpenID Connect Core §11: a refresh token for `offline_access` is only granted when
+    // the person is asked to consent; a step-up asks for a new login.
+    let mut prompts = Vec::new();
+    if st.step_up {
+        prompts.push("login");
+    }
+    if ps.scopes.iter().any(|s| s == "offline_access") {
+        prompts.push("consent");
+    }
+    let prompt = (!prompts.is_empty()).then(|| prompts.join(" "));
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
         .append_pair("client_id", &ps.client_id)
@@ -140,14 +134,9 @@ pub async fn start(shared: &Shared, s: &Session, ctx: &mut RequestCtx, name: &st
         .append_pair("nonce", &st.nonce)
         .append_pair("code_challenge", &st.challenge())
         .append_pair("code_challenge_method", "S256")
-        .extend_pairs(
-            // OpenID Connect Core §11: a refresh token for `offline_access` is only
-            // granted when the person is asked to consent.
-            ps.scopes
-                .iter()
-                .any(|s| s == "offline_access")
-                .then_some(("prompt", "consent")),
-        )
+        .extend_pairs(prompt.as_deref().map(|p| ("prompt", p)))
+        // Step-up: the person must authenticate again now (OpenID Connect Core §3.1.2.1).
+        .extend_pairs(st.step_up.then_some(("max_age", "0")))
         .finish();
     let sep = if d.meta.authorization_endpoint.contains('?') {
         '&'
@@ -221,7 +210,7 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
         .clone()
         .ok_or_else(|| bad(None, "no provider is configured"))?;
     let now = shared.clock.now_ms();
-    let st = cookie_value(s, state_cookie_name(scfg))
+    let st = read_cookie(s, state_cookie_name(scfg))
         .and_then(|v| flow::open(&scfg.keys, v, now))
         .ok_or_else(|| {
             bad(
@@ -326,16 +315,34 @@ async fn finish(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Result<Re
         }
     }
     let identity = claims::identity(ps, &claims).map_err(fail)?;
+    if st.step_up {
+        // Core §3.1.2.1: with max_age, auth_time is required; it must be this login's.
+        let at = claims
+            .get("auth_time")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        if at + 60.0 < (st.created_ms / 1000) as f64 {
+            return Err(fail(OidcError::Refused(
+                "the provider did not ask you to sign in again".into(),
+            )));
+        }
+    }
     // Never promote a session the browser brought: end it, issue a new id.
     if let Ok(Lookup::Hit(old)) = load_session(shared, s, ctx).await {
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
     let auth = claims::authentication(&st.provider, &claims, now);
     let tokens = kept_tokens(ps, &tokens, raw, now);
-    let (value, record) =
-        session::create_with_tokens(scfg, &shared.backends(), identity, auth, tokens)
-            .await
-            .map_err(|e| fail(OidcError::Down(format!("the session store: {e}"))))?;
+    let (value, record) = session::create_with_tokens(
+        scfg,
+        &shared.backends(),
+        identity,
+        auth,
+        tokens,
+        device_of(s),
+    )
+    .await
+    .map_err(|e| fail(OidcError::Down(format!("the session store: {e}"))))?;
     ctx.identity = Some(record.identity.clone());
     count(shared, &st.provider, "success");
     shared.metrics.logins.with_label_values(&["success"]).inc();

@@ -26,6 +26,10 @@ pub struct LoginState {
     pub redirect_uri: String,
     pub rd: String,
     pub created_ms: u64,
+    /// A step-up: the provider was asked to authenticate again (`max_age=0`), so the ID
+    /// token's `auth_time` must be from this login.
+    #[serde(default)]
+    pub step_up: bool,
 }
 
 fn random_b64(rng: &dyn SecureRandom, n: usize) -> Option<String> {
@@ -51,6 +55,7 @@ impl LoginState {
             redirect_uri,
             rd,
             created_ms: now_ms,
+            step_up: false,
         })
     }
 
@@ -62,18 +67,13 @@ impl LoginState {
 }
 
 pub fn seal(keys: &KeyRing, st: &LoginState, rng: &dyn SecureRandom) -> Option<String> {
-    let plain = serde_json::to_vec(st).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(keys.seal(AAD, plain, rng)?))
+    keys.seal_json(AAD, st, rng)
 }
 
 /// Open a state cookie; `None` if forged, altered, sealed with a key no longer configured,
 /// or older than `STATE_TTL` at `now_ms`.
 pub fn open(keys: &KeyRing, value: &str, now_ms: u64) -> Option<LoginState> {
-    if value.len() > MAX_COOKIE {
-        return None;
-    }
-    let mut raw = URL_SAFE_NO_PAD.decode(value).ok()?;
-    let st: LoginState = serde_json::from_slice(keys.open(AAD, &mut raw)?).ok()?;
+    let st: LoginState = keys.open_json(AAD, value, MAX_COOKIE)?;
     let age = now_ms.checked_sub(st.created_ms)?;
     (age <= STATE_TTL.as_millis() as u64).then_some(st)
 }

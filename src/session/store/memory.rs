@@ -64,6 +64,15 @@ impl MemoryStore {
         !matches!(r, moka::ops::compute::CompResult::StillNone(_))
     }
 
+    /// Every live session of `group`.
+    pub fn list_group(&self, group: Group<'_>) -> Vec<(StoreKey, Arc<SessionRecord>)> {
+        self.cache
+            .iter()
+            .filter(|(_, v)| group.matches(v))
+            .map(|(k, v)| (*k, v))
+            .collect()
+    }
+
     /// End every session of `group`; returns how many.
     pub fn delete_group(&self, group: Group<'_>) -> usize {
         let doomed: Vec<StoreKey> = self

@@ -93,6 +93,20 @@ impl Store {
         }
     }
 
+    /// The live sessions of `group` (expired ones may still be listed until swept; the
+    /// caller applies the expiry rule).
+    pub async fn list_group(
+        &self,
+        cfg: &crate::session::SessionConfig,
+        group: Group<'_>,
+    ) -> Result<Vec<(StoreKey, Arc<SessionRecord>)>, StoreError> {
+        match self {
+            Self::Memory(m) => Ok(m.list_group(group)),
+            Self::Redis(r) => Box::pin(r.list_group(cfg, group)).await,
+            Self::Memcached(m) => Box::pin(m.list_group(cfg, group)).await,
+        }
+    }
+
     pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
         self.delete_group(Group::User(user)).await
     }
@@ -138,6 +152,15 @@ impl Store {
             Self::Memory(m) => Ok(m.claim(name, ttl)),
             Self::Redis(r) => Box::pin(r.claim(name, ttl)).await,
             Self::Memcached(m) => Box::pin(m.claim(name, ttl)).await,
+        }
+    }
+
+    /// The Redis store, for what lives there with `store = "redis"` besides sessions
+    /// (enrolled second factors).
+    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            Self::Redis(r) => Some(r),
+            Self::Memory(_) | Self::Memcached(_) => None,
         }
     }
 

@@ -11,6 +11,34 @@ use crate::session::provider_tokens::ProviderTokens;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Where a session was started from, for the account page and the admin listing: the
+/// client address and a short, printable User-Agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    pub client: String,
+    pub agent: String,
+}
+
+impl Device {
+    /// Printable ASCII only, at most 200 bytes: it is shown on pages and in JSON.
+    pub fn new(client: &str, agent: &str) -> Self {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .take(200)
+                .collect()
+        };
+        Self {
+            client: clean(client),
+            agent: clean(agent),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.client.is_empty() && self.agent.is_empty()
+    }
+}
+
 /// A stored session. Times are milliseconds since the Unix epoch.
 #[derive(Debug)]
 pub struct SessionRecord {
@@ -19,6 +47,8 @@ pub struct SessionRecord {
     pub auth: Arc<Authentication>,
     /// The OpenID Provider's tokens (OIDC sessions in server-side stores, when kept).
     pub tokens: Option<Arc<ProviderTokens>>,
+    /// Where the session was started from (empty for older records and cookie sessions).
+    pub device: Arc<Device>,
     pub created_ms: u64,
     last_seen_ms: AtomicU64,
     /// The `last_seen_ms` the shared store (Redis) last recorded; touches are written back
@@ -35,6 +65,7 @@ impl SessionRecord {
                 ..Authentication::default()
             }),
             tokens: None,
+            device: Arc::default(),
             created_ms,
             last_seen_ms: AtomicU64::new(created_ms),
             persisted_ms: AtomicU64::new(created_ms),
@@ -49,6 +80,7 @@ impl SessionRecord {
                 ..Authentication::default()
             }),
             tokens: None,
+            device: Arc::default(),
             created_ms,
             last_seen_ms: AtomicU64::new(last_seen_ms),
             persisted_ms: AtomicU64::new(last_seen_ms),
@@ -67,6 +99,12 @@ impl SessionRecord {
         self
     }
 
+    /// The same record, started from `device`.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = Arc::new(device);
+        self
+    }
+
     /// This session with renewed provider tokens: same identity, authentication, creation
     /// and activity.
     pub fn renewed(&self, tokens: ProviderTokens) -> Self {
@@ -74,6 +112,7 @@ impl SessionRecord {
             identity: self.identity.clone(),
             auth: self.auth.clone(),
             tokens: Some(Arc::new(tokens)),
+            device: self.device.clone(),
             created_ms: self.created_ms,
             last_seen_ms: AtomicU64::new(self.last_seen_ms()),
             persisted_ms: AtomicU64::new(self.persisted_ms()),

@@ -43,6 +43,10 @@ pub fn seal(
     if let Some(t) = &rec.tokens {
         codec::put_tokens(&mut plain, Some(t));
     }
+    if !rec.device.is_empty() {
+        plain.push(codec::DEVICE_BLOCK);
+        codec::put_device(&mut plain, &rec.device);
+    }
     keys.seal(&aad(binding, store_key), plain, rng)
 }
 
@@ -64,14 +68,25 @@ pub fn open(
     let identity = r.identity()?;
     // Records sealed before the authentication block existed end here.
     let auth = r.auth_or_old(created)?;
-    let tokens = if r.0.is_empty() { None } else { r.tokens()? };
+    // Optional trailing blocks, each at most once and in this order: the provider's
+    // tokens (a 0/1 flag starts them), then the device.
+    let mut tokens = None;
+    if matches!(r.0.first(), Some(0 | 1)) {
+        tokens = r.tokens()?;
+    }
+    let mut device = Default::default();
+    if r.0.first() == Some(&codec::DEVICE_BLOCK) {
+        r.take(1)?;
+        device = r.device()?;
+    }
     if !r.0.is_empty() {
         return None;
     }
     Some(
         SessionRecord::restored(identity, created, last_seen)
             .with_auth(auth)
-            .with_tokens(tokens),
+            .with_tokens(tokens)
+            .with_device(device),
     )
 }
 
@@ -113,10 +128,13 @@ mod tests {
             issued_ms: 1,
             expires_ms: 2,
         };
-        let with = rec.renewed(t.clone());
+        let with = rec
+            .renewed(t.clone())
+            .with_device(super::super::record::Device::new("10.0.0.1", "Firefox\n/1"));
         let v2 = seal(REDIS, &old, "p:s:aa", &with, 5_000, &rng).unwrap();
         let back = open(REDIS, &old, "p:s:aa", &v2).unwrap();
         assert_eq!(back.tokens.as_deref(), Some(&t));
+        assert_eq!(back.device.agent, "Firefox/1", "control characters dropped");
         // A record sealed before the authentication block existed still opens.
         let mut plain = vec![VERSION];
         plain.extend_from_slice(&1_000u64.to_le_bytes());

@@ -483,6 +483,30 @@ impl MemcachedStore {
         }
     }
 
+    /// The sessions of `group` that memcached still holds (read past the near-cache).
+    pub async fn list_group(
+        &self,
+        cfg: &SessionConfig,
+        group: Group<'_>,
+    ) -> Result<Vec<(StoreKey, Arc<SessionRecord>)>, StoreError> {
+        let i = &self.inner;
+        let digest = &group.digest();
+        let entries = match i.run("get", digest, client::get(&i.gkey(group))).await? {
+            Reply::Value { data, .. } => index::parse(&data),
+            Reply::Miss => Vec::new(),
+            other => return Err(unexpected("mg", &other)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if let Some(r) = self.load_fresh(cfg, &e.key).await? {
+                if group.matches(&r) {
+                    out.push((e.key, r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// End every session of `group`: read the index, delete each record, then delete the
     /// index only if nobody added to it meanwhile (CAS); otherwise go round again.
     pub async fn delete_group(&self, group: Group<'_>) -> Result<usize, StoreError> {

@@ -602,12 +602,53 @@ impl RedisStore {
         Ok(ok.is_some())
     }
 
+    /// A durable value under `f:<name>` (enrolled second factors), no expiry.
+    pub async fn get_value(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let i = &self.inner;
+        let get = redis::cmd("GET")
+            .arg(format!("{}f:{name}", i.cfg.key_prefix))
+            .clone();
+        i.timed("get", &get).await
+    }
+
+    pub async fn set_value(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let set = redis::cmd("SET")
+            .arg(format!("{}f:{name}", i.cfg.key_prefix))
+            .arg(value)
+            .clone();
+        i.timed::<()>("create", &set).await
+    }
+
     pub async fn release(&self, name: &str) -> Result<(), StoreError> {
         let i = &self.inner;
         let del = redis::cmd("DEL")
             .arg(format!("{}l:{name}", i.cfg.key_prefix))
             .clone();
         i.timed::<i64>("claim", &del).await.map(|_| ())
+    }
+
+    /// The sessions of `group` that Redis still holds (read past the near-cache).
+    pub async fn list_group(
+        &self,
+        cfg: &SessionConfig,
+        group: Group<'_>,
+    ) -> Result<Vec<(StoreKey, Arc<SessionRecord>)>, StoreError> {
+        let i = &self.inner;
+        let members: Vec<String> = i
+            .timed("get", &redis::cmd("SMEMBERS").arg(i.gkey(group)).clone())
+            .await?;
+        let mut out = Vec::new();
+        for k in members.iter().filter_map(|m| unhex(m)) {
+            if let Some(r) = self.load_fresh(cfg, &k).await? {
+                // An index line can outlive a session whose key was reused by nobody else;
+                // the record itself says whose it is.
+                if group.matches(&r) {
+                    out.push((k, r));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn delete_group(&self, group: Group<'_>) -> Result<usize, StoreError> {
