@@ -88,12 +88,12 @@ mod tests {
             assert_eq!(matching_step(&secret, code, t), Some(t / 30), "{t}");
         }
         assert_eq!(
-            matching_step(&secret, "287082", 59 + 31),
+            matching_step(&secret, "287082", 89),
             Some(1),
             "one step late"
         );
         assert_eq!(
-            matching_step(&secret, "287082", 59 + 61),
+            matching_step(&secret, "287082", 119),
             None,
             "two steps late"
         );
