@@ -29,6 +29,12 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
     || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-jwt python3-cryptography >/dev/null; }
 fi
+# pyotp computes the TOTP codes of tests/mfa.rs: an implementation independent of totp-rs.
+if ! python3 -c 'import pyotp' 2>/dev/null; then
+  python3 -m pip install --quiet pyotp 2>/dev/null \
+    || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pyotp >/dev/null; }
+fi
 # The OpenID Provider of tests/oidc.rs: node oidc-provider, pinned by the committed lockfile.
 if [ ! -d tests/oidc-provider/node_modules/oidc-provider ]; then
   command -v npm >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

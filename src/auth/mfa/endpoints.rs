@@ -218,24 +218,9 @@ pub async fn submit(
                 Err(e) => return Ok(down(&e)),
             }
         }
-        (_, Some(_)) => {
-            let ok = factors.spend_recovery(&code);
-            if ok {
-                if let Err(e) = factors::save(
-                    &mfa.store,
-                    &shared.store,
-                    &scfg.keys,
-                    &p.user,
-                    &factors,
-                    &shared.rng,
-                )
-                .await
-                {
-                    return Ok(down(&e));
-                }
-            }
-            ("recovery", ok, None)
-        }
+        // A recovery code is checked here and spent only once the pending login is
+        // claimed below, so a replayed pending login cannot burn one.
+        (_, Some(_)) => ("recovery", factors.clone().spend_recovery(&code), None),
         // Pending without enrollment but nothing enrolled (removed meanwhile).
         (None, None) => return Ok(expired(ctx)),
     };
@@ -257,6 +242,21 @@ pub async fn submit(
         Ok(true) => {}
         Ok(false) => return Ok(expired(ctx)),
         Err(e) => return Ok(down(&e)),
+    }
+    if method == "recovery" {
+        factors.spend_recovery(&code);
+        if let Err(e) = factors::save(
+            &mfa.store,
+            &shared.store,
+            &scfg.keys,
+            &p.user,
+            &factors,
+            &shared.rng,
+        )
+        .await
+        {
+            return Ok(down(&e));
+        }
     }
     let reply = finish(shared, s, ctx, scfg, identity, &p, method).await;
     let reply = match (reply, shown) {
