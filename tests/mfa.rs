@@ -41,7 +41,7 @@ fn secret_of(page: &str) -> String {
     uri.split("secret=")
         .nth(1)
         .unwrap()
-        .split(|c: char| c == '&' || c == '<' || c == '"')
+        .split(['&', '<', '"'])
         .next()
         .unwrap()
         .to_string()
