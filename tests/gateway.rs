@@ -638,3 +638,82 @@ fn sigterm_lets_in_flight_requests_finish() {
         .expect("exited after SIGTERM");
     assert!(status.success() || status.code().is_some(), "{status:?}");
 }
+
+/// `portcullis demo`: one command, no files; a browser gets the landing page, an API client
+/// the echo's JSON, and the account page works (in-memory sessions, TOTP available).
+#[test]
+fn demo_serves_a_landing_page_to_browsers_and_json_to_api_clients() {
+    use std::io::BufRead;
+    let (https, http, admin) = (free_addr(), free_addr(), free_addr());
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--https",
+            &https.to_string(),
+            "--http",
+            &http.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut password = String::new();
+    for _ in 0..10 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(p) = line.trim().strip_prefix("password") {
+            password = p.trim().to_string();
+            break;
+        }
+    }
+    assert!(!password.is_empty());
+    wait_port(https);
+    let b = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", https.port());
+    let r = b
+        .post(format!("{base}/.auth/login"))
+        .header("origin", &base)
+        .form(&[("username", "demo"), ("password", &password), ("rd", "/")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = b
+        .get(format!("{base}/"))
+        .header("accept", "text/html")
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().unwrap();
+    assert!(
+        html.contains("Signed in as <strong>demo</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("/.auth/account") && html.contains("/.auth/logout"));
+    let api = b
+        .get(format!("{base}/"))
+        .header("accept", "application/json")
+        .send()
+        .unwrap();
+    let v: serde_json::Value = api.json().unwrap();
+    assert_eq!(v["server"], "demo-echo");
+    let account = b.get(format!("{base}/.auth/account")).send().unwrap();
+    assert_eq!(account.status(), 200);
+    assert!(account.text().unwrap().contains("Add an authenticator app"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

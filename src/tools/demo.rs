@@ -59,7 +59,8 @@ fn start_echo() -> Result<SocketAddr, String> {
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
-                        if let Err(e) = crate::tools::echo::serve(l, "demo-echo".into()).await {
+                        if let Err(e) = crate::tools::echo::serve(l, "demo-echo".into(), true).await
+                        {
                             tracing::error!(error = %e, "echo upstream stopped");
                         }
                     }

@@ -1,5 +1,8 @@
 //! `portcullis echo`: an upstream that answers every request with a JSON description of the
-//! request it saw. The natural upstream for tests and the demo.
+//! request it saw. The natural upstream for tests and the demo. In the demo (`landing`),
+//! a browser navigation gets a small HTML page instead: who is signed in, the headers the
+//! app received, links to the account page and a sign-out button; API clients still get
+//! JSON.
 //!
 //! A few controls, all opt-in through the request, let tests model real upstream trouble:
 //! `?echo_sleep_ms=N` answers late, `/status/NNN` answers with that status,
@@ -16,14 +19,14 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
-/// Serve forever on `listener`.
-pub async fn serve(listener: TcpListener, name: String) -> std::io::Result<()> {
+/// Serve forever on `listener`; `landing`: HTML for browser navigations (the demo).
+pub async fn serve(listener: TcpListener, name: String, landing: bool) -> std::io::Result<()> {
     let name: &'static str = Box::leak(name.into_boxed_str());
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, name).await {
+            if let Err(e) = connection(stream, peer, name, landing).await {
                 tracing::debug!(error = %e, "echo connection ended");
             }
         });
@@ -38,7 +41,7 @@ pub fn run(listen: SocketAddr, name: String) -> std::io::Result<()> {
     rt.block_on(async move {
         let l = TcpListener::bind(listen).await?;
         tracing::info!(listen = %l.local_addr()?, "echo upstream listening");
-        serve(l, name).await
+        serve(l, name, false).await
     })
 }
 
@@ -56,7 +59,12 @@ fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> std::io::Result<()> {
+async fn connection(
+    mut s: TcpStream,
+    peer: SocketAddr,
+    name: &'static str,
+    landing: bool,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         // Read one request head.
@@ -158,12 +166,19 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
             "headers": req.headers.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect::<Vec<_>>(),
             "body": String::from_utf8_lossy(&body),
         });
-        let body = json.to_string();
+        let navigation = landing
+            && matches!(req.method.as_str(), "GET" | "HEAD")
+            && header(&req, "accept").is_some_and(|a| a.contains("text/html"));
+        let (body, ctype) = if navigation {
+            (landing_page(&req), "text/html; charset=utf-8\r\ncontent-security-policy: default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+        } else {
+            (json.to_string(), "application/json")
+        };
         let close = header(&req, "connection")
             .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
             || req.version == 0;
         let mut head = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-echo-server: {name}\r\n",
+            "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nx-echo-server: {name}\r\n",
             http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""),
             if req.method == "HEAD" { 0 } else { body.len() }
         );
@@ -187,6 +202,60 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, name: &'static str) -> s
             return Ok(());
         }
     }
+}
+
+/// The demo's landing page: what the app behind the gateway received.
+fn landing_page(req: &Request) -> String {
+    use crate::auth::page::escape;
+    let user = header(req, "x-forwarded-user").unwrap_or("");
+    let who = if user.is_empty() {
+        "Nobody is signed in (this is a public route).".to_string()
+    } else {
+        format!("Signed in as <strong>{}</strong>.", escape(user))
+    };
+    let rows: String = req
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let mark = if k.to_ascii_lowercase().starts_with("x-forwarded-") {
+                " class=\"id\""
+            } else {
+                ""
+            };
+            format!(
+                "<tr{mark}><td>{}</td><td>{}</td></tr>\n",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>portcullis demo</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 48rem; margin: 2rem auto; padding: 0 1rem; color: #1d1f23; }}
+table {{ border-collapse: collapse; width: 100%; font-size: .9rem; }}
+td {{ border-bottom: 1px solid #e3e5e8; padding: .35rem .4rem; vertical-align: top; overflow-wrap: anywhere; }}
+td:first-child {{ font-family: ui-monospace, monospace; white-space: nowrap; }}
+tr.id td {{ background: #eef4ff; font-weight: 600; }}
+button {{ padding: .45rem .9rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; cursor: pointer; }}
+nav a, nav form {{ margin-right: 1rem; }} nav form {{ display: inline; }}
+</style></head>
+<body>
+<h1>portcullis demo</h1>
+<p>{who} This page is the demo's app (the <code>echo</code> upstream); the gateway in front of it logged you in and added the highlighted headers — anything a client sends under those names is removed first.</p>
+<nav><a href="/.auth/account">Your account</a> <a href="/.auth/me">/.auth/me (JSON)</a>
+<form method="post" action="/.auth/logout"><button type="submit">Sign out</button></form></nav>
+<h2>What the app received</h2>
+<p><code>{method} {target}</code></p>
+<table>
+{rows}</table>
+</body></html>
+"#,
+        method = escape(&req.method),
+        target = escape(&req.target),
+    )
 }
 
 async fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
