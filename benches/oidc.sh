@@ -1,0 +1,32 @@
+# Sourced by benchmarks that need a real OpenID Provider (node oidc-provider from
+# tests/oidc-provider, over HTTPS on loopback with a self-signed certificate).
+#
+# start_oidc_provider WORK GATEWAY_PORT [ACCESS_TTL]: sets OIDC_ISSUER, OIDC_CA; the
+# provider's one client is "gw-bench" with secret file $WORK/bench.secret, redirecting to
+# http://127.0.0.1:GATEWAY_PORT/.auth/oidc/callback. Appends its pid to PIDS.
+# oidc_section: the [[oidc]] section for gateway.toml.
+
+start_oidc_provider() {
+  local work=$1 gwport=$2 ttl=${3:-3600} port
+  command -v node >/dev/null || install_missing node=nodejs npm=npm
+  if [ ! -d tests/oidc-provider/node_modules/oidc-provider ]; then
+    (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$work/idp.key" -out "$work/idp.crt" 2>/dev/null
+  port=$(free_port)
+  printf 'secret-of-bench-0123456789\n' > "$work/bench.secret"
+  node tests/oidc-provider/provider.mjs "$(printf '{"port":%s,"cert":"%s","key":"%s","access_ttl":%s,"clients":[{"client_id":"gw-bench","client_secret":"secret-of-bench-0123456789","token_endpoint_auth_method":"client_secret_basic","redirect_uris":["http://127.0.0.1:%s/.auth/oidc/callback"],"grant_types":["authorization_code","refresh_token"]}]}' \
+    "$port" "$work/idp.crt" "$work/idp.key" "$ttl" "$gwport")" >"$work/idp.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+  OIDC_ISSUER="https://127.0.0.1:$port"
+  OIDC_CA="$work/idp.crt"
+}
+
+oidc_section() {
+  printf '[[oidc]]\nname = "bench"\nissuer = "%s"\nclient_id = "gw-bench"\nclient_secret_file = "bench.secret"\nca_file = "%s"\ntimeout = "30s"\nscopes = ["openid", "email", "profile", "offline_access"]\n' \
+    "$OIDC_ISSUER" "$OIDC_CA"
+}
