@@ -13,9 +13,15 @@ start_oidc_provider() {
     (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
   fi
   python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+  # A test CA and a leaf for 127.0.0.1 signed by it: the gateway (ca_file) and the
+  # stand-in browser both trust the CA.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
-    -keyout "$work/idp.key" -out "$work/idp.crt" 2>/dev/null
+    -subj "/CN=portcullis bench CA" -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$work/idp.key" -out "$work/idp.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/idp.ext"
+  openssl x509 -req -in "$work/idp.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 2 -extfile "$work/idp.ext" -out "$work/idp.crt" 2>/dev/null
   port=$(free_port)
   printf 'secret-of-bench-0123456789\n' > "$work/bench.secret"
   node tests/oidc-provider/provider.mjs "$(printf '{"port":%s,"cert":"%s","key":"%s","access_ttl":%s,"clients":[{"client_id":"gw-bench","client_secret":"secret-of-bench-0123456789","token_endpoint_auth_method":"client_secret_basic","redirect_uris":["http://127.0.0.1:%s/.auth/oidc/callback"],"grant_types":["authorization_code","refresh_token"]}]}' \
@@ -23,7 +29,7 @@ start_oidc_provider() {
   PIDS+=($!)
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
   OIDC_ISSUER="https://127.0.0.1:$port"
-  OIDC_CA="$work/idp.crt"
+  OIDC_CA="$work/ca.crt"
 }
 
 oidc_section() {
