@@ -96,6 +96,31 @@ impl Inner {
         format!("{}{}", self.cfg.key_prefix, group.index_name())
     }
 
+    /// `rec` sealed for `skey`, and until when (ms since the epoch) memcached keeps it.
+    fn seal_for(
+        &self,
+        cfg: &SessionConfig,
+        skey: &str,
+        rec: &SessionRecord,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        let body = sealed::seal(
+            sealed::MEMCACHED,
+            &cfg.keys,
+            skey,
+            rec,
+            rec.last_seen_ms(),
+            &self.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let until = self.touches.deadline(
+            rec,
+            rec.last_seen_ms(),
+            cfg.idle_timeout.as_millis() as u64,
+            cfg.absolute_timeout.as_millis() as u64,
+        );
+        Ok((body, until))
+    }
+
     fn lkey(&self, name: &str) -> String {
         format!("{}l:{name}", self.cfg.key_prefix)
     }
@@ -298,19 +323,9 @@ impl MemcachedStore {
     ) -> Result<Arc<SessionRecord>, StoreError> {
         let i = &self.inner;
         let skey = i.skey(&key);
-        let body = sealed::seal(
-            sealed::MEMCACHED,
-            &cfg.keys,
-            &skey,
-            &rec,
-            rec.last_seen_ms(),
-            &i.rng,
-        )
-        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
-        let idle_ms = cfg.idle_timeout.as_millis() as u64;
+        let (body, until) = i.seal_for(cfg, &skey, &rec)?;
         let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
         let now = rec.created_ms;
-        let until = i.touches.deadline(&rec, now, idle_ms, absolute_ms);
         // The indexes first: a session memcached holds must always be revocable.
         let mut evicted = Vec::new();
         for g in Group::of(&rec) {
@@ -428,20 +443,7 @@ impl MemcachedStore {
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
         let skey = i.skey(key);
-        let body = sealed::seal(
-            sealed::MEMCACHED,
-            &cfg.keys,
-            &skey,
-            &rec,
-            rec.last_seen_ms(),
-            &i.rng,
-        )
-        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
-        let idle_ms = cfg.idle_timeout.as_millis() as u64;
-        let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
-        let until = i
-            .touches
-            .deadline(&rec, rec.last_seen_ms(), idle_ms, absolute_ms);
+        let (body, until) = i.seal_for(cfg, &skey, &rec)?;
         let ttl = client::ttl_arg(until.saturating_sub(now), now / 1000);
         if let Some(n) = &i.near {
             n.invalidate(key);

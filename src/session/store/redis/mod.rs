@@ -131,6 +131,32 @@ impl Inner {
         format!("{}s:{}", self.cfg.key_prefix, hex(&key.0))
     }
 
+    /// `rec` sealed for `skey`, and how long from `now` Redis keeps it (ms, at least 1).
+    fn seal_for(
+        &self,
+        cfg: &SessionConfig,
+        skey: &str,
+        rec: &SessionRecord,
+        now: u64,
+    ) -> Result<(Vec<u8>, u64), StoreError> {
+        let sealed = sealed::seal(
+            sealed::REDIS,
+            &cfg.keys,
+            skey,
+            rec,
+            rec.last_seen_ms(),
+            &self.rng,
+        )
+        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
+        let until = self.touches.deadline(
+            rec,
+            rec.last_seen_ms(),
+            cfg.idle_timeout.as_millis() as u64,
+            cfg.absolute_timeout.as_millis() as u64,
+        );
+        Ok((sealed, until.saturating_sub(now).max(1)))
+    }
+
     fn gkey(&self, group: Group<'_>) -> String {
         format!("{}{}", self.cfg.key_prefix, group.index_name())
     }
@@ -436,23 +462,8 @@ impl RedisStore {
     ) -> Result<Arc<SessionRecord>, StoreError> {
         let i = &self.inner;
         let skey = i.skey(&key);
-        let sealed = sealed::seal(
-            sealed::REDIS,
-            &cfg.keys,
-            &skey,
-            &rec,
-            rec.last_seen_ms(),
-            &i.rng,
-        )
-        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
-        let (idle_ms, absolute_ms) = (
-            cfg.idle_timeout.as_millis() as u64,
-            cfg.absolute_timeout.as_millis() as u64,
-        );
-        let ttl = i
-            .touches
-            .deadline(&rec, rec.created_ms, idle_ms, absolute_ms)
-            - rec.created_ms;
+        let (sealed, ttl) = i.seal_for(cfg, &skey, &rec, rec.created_ms)?;
+        let absolute_ms = cfg.absolute_timeout.as_millis() as u64;
         // The indexes first: a session Redis holds must always be revocable.
         for g in Group::of(&rec) {
             let gkey = i.gkey(g);
@@ -465,7 +476,7 @@ impl RedisStore {
             .arg(&skey)
             .arg(sealed)
             .arg("PX")
-            .arg(ttl.max(1))
+            .arg(ttl)
             .arg("NX")
             .clone();
         let ok: Option<String> = i.timed("create", &set).await?;
@@ -557,28 +568,12 @@ impl RedisStore {
     ) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let i = &self.inner;
         let skey = i.skey(key);
-        let sealed = sealed::seal(
-            sealed::REDIS,
-            &cfg.keys,
-            &skey,
-            &rec,
-            rec.last_seen_ms(),
-            &i.rng,
-        )
-        .ok_or_else(|| StoreError::Unavailable("could not seal the session".into()))?;
-        let (idle_ms, absolute_ms) = (
-            cfg.idle_timeout.as_millis() as u64,
-            cfg.absolute_timeout.as_millis() as u64,
-        );
-        let ttl = i
-            .touches
-            .deadline(&rec, rec.last_seen_ms(), idle_ms, absolute_ms)
-            .saturating_sub(now);
+        let (sealed, ttl) = i.seal_for(cfg, &skey, &rec, now)?;
         let set = redis::cmd("SET")
             .arg(&skey)
             .arg(sealed)
             .arg("PX")
-            .arg(ttl.max(1))
+            .arg(ttl)
             .arg("XX")
             .clone();
         let ok: Option<String> = i.timed("refresh", &set).await?;
