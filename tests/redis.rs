@@ -727,3 +727,113 @@ fn a_frozen_redis_costs_bounded_time_and_then_503() {
     .status
         == 200));
 }
+
+/// The code pyotp computes for the base32 `secret` at now + `offset_s`.
+fn pyotp(secret: &str, offset_s: i64) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
+            secret,
+            &offset_s.to_string(),
+        ])
+        .output()
+        .expect("python3 with pyotp (scripts/test.sh installs it)");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// With `store = "redis"`, enrolled factors live in Redis (sealed) and a TOTP code spent
+/// on one instance is refused on the other.
+#[test]
+fn second_factors_live_in_redis_and_codes_are_spent_across_instances() {
+    let dir = TempDir::new("redis-mfa");
+    let (_echo, echo) = echo("app", &dir);
+    let (_redis, raddr) = redis_server(&dir);
+    write_shared(&dir);
+    let url = format!("redis://{raddr}/0");
+    let mfa = "[mfa]\nrequired_groups = [\"*\"]\n";
+    let a = instance_full(&dir, "a", &url, echo, "redis", mfa, true);
+    let b = instance_full(&dir, "b", &url, echo, "redis", mfa, true);
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let pending = |gw: SocketAddr| {
+        let r = login(gw, "alice", "alice-pw", "/", &[]);
+        assert_eq!(r.status, 303);
+        assert!(
+            r.set_cookie_value(COOKIE).is_none(),
+            "no session before the factor"
+        );
+        format!(
+            "portcullis-mfa={}",
+            r.set_cookie_value("portcullis-mfa").unwrap()
+        )
+    };
+    let code = |gw: SocketAddr, p: &str, c: &str| {
+        request(
+            gw,
+            "POST",
+            "/.auth/mfa",
+            &[form, ("Cookie", p)],
+            &format!("code={c}"),
+        )
+    };
+    // Enrollment inside the login on A.
+    let p = pending(a.http);
+    let page = get(a.http, "/.auth/mfa", &[("Cookie", &p)]);
+    let secret = page
+        .body
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split(['&', '<', '"'])
+        .next()
+        .unwrap()
+        .to_string();
+    let r = code(a.http, &p, &pyotp(&secret, 0));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // B reads the factor from Redis; a code spent there is refused on A.
+    let next = pyotp(&secret, 30);
+    let r = code(b.http, &pending(b.http), &next);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let s = format!("{COOKIE}={}", r.set_cookie_value(COOKIE).unwrap());
+    assert_eq!(
+        get(a.http, "/x", &[("Cookie", &s)]).upstream_header("x-forwarded-user"),
+        ["alice"]
+    );
+    assert_eq!(
+        code(a.http, &pending(a.http), &next).status,
+        401,
+        "spent on B"
+    );
+    // Sealed at rest: the key is a hash, the value is not the secret.
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &raddr.port().to_string(),
+            "--scan",
+            "--pattern",
+            "pc-test:f:*",
+        ])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(!keys.contains("alice"));
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &raddr.port().to_string(),
+            "GET",
+            keys.trim(),
+        ])
+        .output()
+        .unwrap();
+    let value = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !value.contains(&secret) && !value.contains("totp"),
+        "{value}"
+    );
+}
