@@ -12,7 +12,9 @@
 # the kernel's share is not counted — see docs/performance.md for that part).
 # Subjects: nginx reverse proxy, bare pingora 0.9 proxy, portcullis public route,
 # portcullis authenticated route with sessions in memory, in Redis (near-cache serving)
-# and in memcached (one round trip per request); the Redis and memcached servers run
+# and in memcached (one round trip per request), and on a session from a real OpenID
+# Provider (node oidc-provider, signed in through it, provider tokens kept for renewal);
+# the Redis and memcached servers and the provider run
 # outside valgrind and are not counted. Results also go to target/instructions.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ N_HIGH=${N_HIGH:-2500}
 OUT=${OUT:-target/instructions.txt}
 
 source benches/common.sh
+source benches/oidc.sh
 install_missing valgrind=valgrind nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server memcached=memcached
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
@@ -90,9 +93,14 @@ run_subject() {
       RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
         "$BARE" "127.0.0.1:$port" "127.0.0.1:$UP" 1 2>"$WORK/vg.log" &
       url="http://127.0.0.1:$port/" ;;
-    public|authenticated|redis|memcached)
+    public|authenticated|redis|memcached|oidc)
       bench_gateway_toml "$port" "$adm" "$UP" 1 > "$WORK/gateway.toml"
       case $name in
+        oidc)
+          # A real provider (outside valgrind) for this gateway's port; the session comes
+          # from signing in through it, with the default refresh = true (tokens kept).
+          start_oidc_provider "$WORK" "$port"
+          oidc_section >> "$WORK/gateway.toml" ;;
         redis)
           sed -i -e 's/^secure = false/secure = false\nstore = "redis"/' "$WORK/gateway.toml"
           printf '[redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$RP" >> "$WORK/gateway.toml" ;;
@@ -104,7 +112,10 @@ run_subject() {
         "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/vg.log" &
       wait_url "http://127.0.0.1:$adm/healthz"
       url="http://127.0.0.1:$port/public/x"
-      if [ "$name" != public ]; then
+      if [ "$name" = oidc ]; then
+        url="http://127.0.0.1:$port/x"
+        cookie=(-H "Cookie: $(python3 benches/oidc_login.py cookie "http://127.0.0.1:$port" bench "$OIDC_CA")")
+      elif [ "$name" != public ]; then
         url="http://127.0.0.1:$port/x"
         cookie=(-H "Cookie: $(login_cookie "$port" "$PW")")
       fi ;;
@@ -124,6 +135,8 @@ run_subject() {
     kill "$pid"
   fi
   wait "$pid" 2>/dev/null || true
+  # The provider started for an OIDC subject lives in this subshell only.
+  [ "$name" != oidc ] || kill "${PIDS[-1]}" 2>/dev/null || true
   # nginx's worker writes its file at exit; a pingora process's totals are in the dump
   # made on request ('.1'; the file written at exit holds only what came after it).
   local f="$WORK/cg.$target"
@@ -132,8 +145,8 @@ run_subject() {
   echo "$total"
 }
 
-NAMES=(nginx bare public authenticated redis memcached)
-LABELS=("nginx proxy" "bare pingora 0.9" "portcullis public route" "portcullis authenticated" "portcullis auth (redis)" "portcullis auth (memcached)")
+NAMES=(nginx bare public authenticated redis memcached oidc)
+LABELS=("nginx proxy" "bare pingora 0.9" "portcullis public route" "portcullis authenticated" "portcullis auth (redis)" "portcullis auth (memcached)" "portcullis auth (OIDC session)")
 declare -A PER
 for i in "${!NAMES[@]}"; do
   lo=$(run_subject "${NAMES[$i]}" "$N_LOW")
