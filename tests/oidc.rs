@@ -803,6 +803,13 @@ fn provider_tokens_are_renewed_once_forwarded_and_a_refused_renewal_ends_the_ses
     assert!(first[0] != "forged" && first[0].len() > 20);
     let r = get(gw, "/app", &[("x_forwarded_access_token", "forged")]);
     assert_eq!(r.status, 401, "no session");
+    // Forward auth (nginx auth_request) gets it too, to pass on.
+    let v = get(gw, "/.auth/verify", &[("Cookie", &alice)]);
+    assert_eq!(v.status, 200);
+    assert_eq!(
+        v.header("x-forwarded-access-token"),
+        Some(first[0].as_str())
+    );
 
     // Due after 3 of its 4 seconds: twenty requests at once, one refresh at the provider.
     std::thread::sleep(Duration::from_millis(3300).saturating_sub(t0.elapsed()));

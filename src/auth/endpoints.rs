@@ -344,8 +344,17 @@ async fn me(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
 
 /// Forward-auth for nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`.
 async fn verify(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
-    match load_session(shared, s, ctx).await {
+    let config = ctx.config.clone();
+    let found = match load_session(shared, s, ctx).await {
+        // Forward auth is the only request an OIDC session makes here: renew it too.
         Ok(Lookup::Hit(active)) => {
+            Ok(super::oidc::refresh::renew_if_due(shared, &config, active).await)
+        }
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(Some(active)) => {
             let id = active.record.identity.clone();
             ctx.identity = Some(id.clone());
             let h = &ctx.config.identity;
@@ -357,9 +366,15 @@ async fn verify(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
             if !id.groups.is_empty() {
                 r = r.header(h.groups.as_str(), id.groups.join(","));
             }
+            let now = shared.clock.now_ms();
+            if let Some((name, token)) =
+                super::oidc::refresh::forwarded_token(&config, &active, now)
+            {
+                r = r.header(name.as_str(), token);
+            }
             r
         }
-        Ok(_) => Reply::error(401, "unauthenticated", "no session"),
+        Ok(None) => Reply::error(401, "unauthenticated", "no session"),
         Err(StoreDown) => Reply::error(503, "session_store_unavailable", "try again shortly"),
     }
 }

@@ -2,7 +2,7 @@
 //! the store) and, on `bearer = true` routes, a bearer JWT from a `[[jwt]]` issuer.
 
 use super::{Gateway, Stop};
-use crate::auth::oidc::refresh::{self, Renewal};
+use crate::auth::oidc::refresh;
 use crate::identity::Identity;
 use crate::request::{client_ip, load_session, RequestCtx, StoreDown};
 use crate::respond::Reply;
@@ -62,22 +62,13 @@ pub(super) async fn identify(
 }
 
 /// An OIDC session whose provider tokens are due is renewed first (`auth::oidc::refresh`);
-/// `None` when the provider refused and the session ended. Every other session passes
-/// through after one comparison.
+/// `None` when the provider refused and the session ended.
 async fn renewed(gw: &Gateway, ctx: &RequestCtx, s: ActiveSession) -> Option<ActiveSession> {
-    if !refresh::due(&s, gw.shared.clock.now_ms()) {
-        return Some(s);
+    let kept = refresh::renew_if_due(&gw.shared, &ctx.config, s).await;
+    if kept.is_none() {
+        tracing::info!(request_id = %ctx.request_id, "session ended: the provider refused to renew it");
     }
-    let (Some(providers), Some(scfg)) = (&ctx.config.oidc, &ctx.config.session) else {
-        return Some(s);
-    };
-    match Box::pin(refresh::renew(&gw.shared, scfg, providers, s)).await {
-        Renewal::Kept(s) => Some(s),
-        Renewal::Ended => {
-            tracing::info!(request_id = %ctx.request_id, "session ended: the provider refused to renew it");
-            None
-        }
-    }
+    kept
 }
 
 impl Gateway {

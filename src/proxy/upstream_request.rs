@@ -147,17 +147,10 @@ fn access_token(
     ctx: &RequestCtx,
     s: &session::ActiveSession,
 ) -> pingora::Result<()> {
-    let (Some(providers), Some(tokens)) = (&ctx.config.oidc, &s.record.tokens) else {
-        return Ok(());
-    };
-    let Some(header) = providers
-        .get(&s.record.auth.provider)
-        .and_then(|p| p.settings.access_token_header.clone())
-    else {
-        return Ok(());
-    };
-    if tokens.access_usable(gw.shared.clock.now_ms()) {
-        req.insert_header(header, tokens.access.as_str())?;
+    let now = gw.shared.clock.now_ms();
+    if let Some((header, token)) = crate::auth::oidc::refresh::forwarded_token(&ctx.config, s, now)
+    {
+        req.insert_header(header, token)?;
     }
     Ok(())
 }

@@ -44,6 +44,46 @@ pub fn due(active: &ActiveSession, now_ms: u64) -> bool {
         .is_some_and(|t| t.refresh_due(now_ms))
 }
 
+/// What a request path does with every session it finds: renew it first when its tokens
+/// are due (`None`: the provider refused, the session has ended). Every other session
+/// passes through after one comparison.
+pub async fn renew_if_due(
+    shared: &Shared,
+    config: &crate::config::Config,
+    active: ActiveSession,
+) -> Option<ActiveSession> {
+    if !due(&active, shared.clock.now_ms()) {
+        return Some(active);
+    }
+    let (Some(providers), Some(scfg)) = (&config.oidc, &config.session) else {
+        return Some(active);
+    };
+    match Box::pin(renew(shared, scfg, providers, active)).await {
+        Renewal::Kept(s) => Some(s),
+        Renewal::Ended => None,
+    }
+}
+
+/// The access token to forward for `active` (`access_token_header`), if its provider
+/// sets one and the token is still valid.
+pub fn forwarded_token<'a>(
+    config: &crate::config::Config,
+    active: &'a ActiveSession,
+    now_ms: u64,
+) -> Option<(http::HeaderName, &'a str)> {
+    let tokens = active.record.tokens.as_ref()?;
+    let header = config
+        .oidc
+        .as_ref()?
+        .get(&active.record.auth.provider)?
+        .settings
+        .access_token_header
+        .clone()?;
+    tokens
+        .access_usable(now_ms)
+        .then_some((header, tokens.access.as_str()))
+}
+
 fn claim_name(key: &StoreKey) -> String {
     format!("r:{}", URL_SAFE_NO_PAD.encode(key.0))
 }
