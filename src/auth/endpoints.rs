@@ -126,11 +126,9 @@ fn login_page_for(
     let action = format!("{prefix}/login");
     let step_up = query_param(ctx, "step_up");
     // Passwordless sign-in beside the password form (passkeys are for users_file users).
-    // Not for a step-up that asks for a second factor: that one goes through the password
-    // and `/mfa`, where a passkey is offered too.
-    let passkey = form
-        && step_up.as_deref() != Some("mfa")
-        && ctx.config.mfa.as_ref().is_some_and(|m| m.passkeys);
+    // It also answers a step-up, `require_mfa` included: a passkey is verified with the
+    // device's own PIN or biometric (user verification required), so it counts as `hwk`.
+    let passkey = form && ctx.config.mfa.as_ref().is_some_and(|m| m.passkeys);
     let html = page::login_with(
         &action,
         rd,

@@ -212,14 +212,17 @@ async fn render(
                             ),
                         };
                         body.push_str(&format!(
-                            "<p>{}</p>\n<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{act}\"><button type=\"submit\">{button}</button></form>\n",
+                            "<h3>Authenticator app</h3>\n<p>{}</p>\n<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{act}\"><button type=\"submit\">{button}</button></form>\n",
                             escape(&label),
                             escape(&url)
                         ));
                     }
+                    if mfa.passkeys || !f.passkeys.is_empty() {
+                        body.push_str("<h3>Passkeys</h3>\n");
+                        body.push_str(&passkey_list(&f, &url));
+                    }
                     if mfa.passkeys {
                         script = true;
-                        body.push_str(&passkey_list(&f, &url));
                         body.push_str(&pages::passkey_button(
                             &ctx.config.auth.prefix,
                             "register",
@@ -374,6 +377,11 @@ pub async fn submit(
         "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove" if !recent => {
             Ok(reauthenticate(ctx, &active))
         }
+        "totp-begin" if !ctx.config.mfa.as_ref().is_some_and(|m| m.totp) => Ok(Reply::error(
+            404,
+            "not_found",
+            "authenticator apps are not enabled",
+        )),
         "totp-begin" => {
             let Some(secret) = totp::new_secret(&shared.rng) else {
                 return Ok(down(&"no randomness"));

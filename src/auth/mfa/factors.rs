@@ -266,6 +266,16 @@ mod tests {
     }
 
     #[test]
+    fn records_from_before_passkeys_still_read() {
+        let old = r#"{"totp":{"secret":"c2VjcmV0","added_ms":1},"recovery":["ab"]}"#;
+        let f: Factors = serde_json::from_str(old).unwrap();
+        assert!(f.passkeys.is_empty());
+        assert_eq!(f.count(), 1);
+        assert!(!f.is_empty());
+        assert!(Factors::default().is_empty());
+    }
+
+    #[test]
     fn sealed_per_user_in_the_file() {
         let dir = std::env::temp_dir().join(format!("pc-factors-{}", std::process::id()));
         let path = dir.join("creds");

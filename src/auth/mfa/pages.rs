@@ -16,6 +16,7 @@ code, .codes li { font-family: ui-monospace, monospace; background: #f0f1f3; pad
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .3rem; border-bottom: 1px solid #e3e5e8; vertical-align: top; }
 h2 { font-size: 1.05rem; margin: 1.6rem 0 .6rem; }
+h3 { font-size: .95rem; margin: 1.2rem 0 .4rem; }
 form.inline { display: inline; }
 .qr svg { display: block; margin: .5rem auto; }
 .or { text-align: center; color: #6b6f76; font-size: .85rem; margin: 1.2rem 0 0; }
