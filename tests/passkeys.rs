@@ -17,6 +17,9 @@ use std::time::Duration;
 const FETCH_HOOK: &str = r#"(() => {
   const orig = window.fetch;
   window.fetch = function (url, opts) {
+    if (String(url).endsWith('/passkey/register') && opts && typeof opts.body === 'string') {
+      sessionStorage.setItem('pk-last-register', opts.body);
+    }
     if (String(url).endsWith('/passkey/login') && opts && typeof opts.body === 'string') {
       const j = JSON.parse(opts.body);
       if (sessionStorage.getItem('pk-tamper') === 'signature') {
@@ -311,6 +314,12 @@ fn passkeys_in_a_real_browser() {
         "the new passkey listed",
     );
     b.cdp.screenshot(&shots.join("account.png"));
+    // Its registration posted again: the challenge was used.
+    let replay = b.cdp.eval_await(
+        "fetch('/.auth/passkey/register', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: sessionStorage.getItem('pk-last-register')}).then(async r => [r.status, await r.json()])",
+    );
+    assert_eq!(replay[0], 401, "{replay}");
+    assert_eq!(replay[1]["error"], "replayed", "{replay}");
     let creds = b.credentials();
     assert_eq!(creds.len(), 1, "{creds:?}");
     assert_eq!(
@@ -473,6 +482,64 @@ fn passkeys_in_a_real_browser() {
     b.wait(
         "document.body.innerText.includes('must keep a second factor')",
         "the last factor kept",
+    );
+
+    // Without the requirement, the passkey can be removed.
+    std::fs::write(
+        &cfg,
+        format!("{base}[mfa]\ncredentials_file = \"state/credentials\"\n"),
+    )
+    .unwrap();
+    g.proc.signal("HUP");
+    std::thread::sleep(Duration::from_millis(1500));
+    b.go("/.auth/account");
+    b.wait(
+        "document.body.innerText.includes('test laptop')",
+        "account page",
+    );
+    b.cdp.eval(
+        "document.querySelector('input[name=action][value=passkey-remove]').form.submit(); true",
+    );
+    b.wait(
+        "location.pathname === '/.auth/account' && document.body.innerText.includes('No passkeys')",
+        "the passkey removed",
+    );
+
+    // Cross-site or non-JSON posts never reach a ceremony.
+    let post = |path: &str, ctype: &str, origin_header: &str| {
+        http.post(format!("{origin}{path}"))
+            .header("content-type", ctype)
+            .header("origin", origin_header)
+            .body(r#"{"mode":"sign-in"}"#)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        post("/.auth/passkey/login/options", "application/json", &origin),
+        200
+    );
+    assert_eq!(
+        post(
+            "/.auth/passkey/login/options",
+            "application/json",
+            "https://evil.example"
+        ),
+        403
+    );
+    assert_eq!(
+        post("/.auth/passkey/login/options", "text/plain", &origin),
+        415
+    );
+    assert_eq!(
+        post(
+            "/.auth/passkey/register/options",
+            "application/json",
+            &origin
+        ),
+        401,
+        "registration needs a session"
     );
 
     // Logged and counted, never with the credential id.

@@ -38,6 +38,9 @@ pub const SCRIPT: &str = include_str!("passkey.js");
 const METHOD: &str = "passkey";
 const ENROLL: &str = "passkey_enroll";
 const MAX_NAME: usize = 64;
+/// Passkeys per user: the sealed second-step state lists them all and must stay well
+/// inside `passkey::MAX_SEALED`.
+const MAX_PASSKEYS: usize = 20;
 
 #[derive(Deserialize)]
 struct RegisterOptions {
@@ -128,7 +131,20 @@ async fn registrant(
 ) -> Result<crate::session::ActiveSession, Reply> {
     let active = match account::signed_in(shared, s, ctx).await {
         Ok(a) => a,
-        Err(_) => return Err(refused(401, "unauthenticated", "no session")),
+        // The store did not answer: say so, never "signed out".
+        Err(r) if r.status == 503 => return Err(r),
+        Err(_) => {
+            let rd: String =
+                form_urlencoded::byte_serialize(account::page_url(ctx).as_bytes()).collect();
+            return Err(Reply::json(
+                401,
+                &serde_json::json!({
+                    "error": "unauthenticated",
+                    "message": "sign in first",
+                    "next": format!("{}/login?rd={rd}", ctx.config.auth.prefix),
+                }),
+            ));
+        }
     };
     if !active.record.auth.provider.is_empty() {
         return Err(refused(
@@ -294,6 +310,13 @@ pub async fn register(
     };
     if f.passkeys.iter().any(|k| k.key.cred_id() == key.cred_id()) {
         return Ok(refused(409, "exists", "this passkey is already registered"));
+    }
+    if f.passkeys.len() >= MAX_PASSKEYS {
+        return Ok(refused(
+            409,
+            "too_many",
+            "remove a passkey before adding another",
+        ));
     }
     f.passkeys.push(PasskeyFactor {
         name: c.note.clone(),
