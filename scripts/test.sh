@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs the build and test
 # dependencies it lacks (cmake for pingora's zlib-ng, promtool, nginx, openssl,
-# redis-server + redis-cli for the Redis store, memcached for the memcached store, and
-# chromium for the real-browser login
-# test, node oidc-provider for the OpenID Connect tests), then
+# redis-server + redis-cli for the Redis store, memcached for the memcached store,
+# libssl-dev + pkg-config for webauthn-rs (passkeys), and chromium for the real-browser
+# login and passkey tests, node oidc-provider for the OpenID Connect tests), then
 # `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ command -v python3 >/dev/null || need+=(python3)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v memcached >/dev/null || [ -x /usr/bin/memcached ] || need+=(memcached)
+# webauthn-rs (passkeys) links OpenSSL: its headers and pkg-config to find them.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

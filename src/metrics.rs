@@ -162,7 +162,7 @@ impl Metrics {
         let mfa = IntCounterVec::new(
             Opts::new(
                 "portcullis_mfa_total",
-                "Second-factor checks, by method (totp, recovery, enroll) and result.",
+                "Second-factor checks, by method (totp, recovery, enroll, passkey, passkey_enroll) and result.",
             ),
             &["method", "result"],
         )?;

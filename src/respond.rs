@@ -43,15 +43,42 @@ impl Reply {
     }
 
     pub fn html(status: u16, body: String) -> Self {
+        Self::page(
+            status,
+            body,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+    }
+
+    /// A page that runs the gateway's own script (the passkey pages): scripts only from
+    /// this origin, never inline, and `fetch` only back to it.
+    pub fn html_with_script(status: u16, body: String) -> Self {
+        Self::page(
+            status,
+            body,
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+    }
+
+    fn page(status: u16, body: String, csp: &str) -> Self {
         Self::new(status, "text/html; charset=utf-8", body)
-            .header(
-                "content-security-policy",
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            )
+            .header("content-security-policy", csp)
             .header("x-frame-options", "DENY")
             // Not `no-referrer`: under it browsers send `Origin: null` with the login form,
             // which the CSRF check must refuse. `same-origin` still leaks nothing offsite.
             .header("referrer-policy", "same-origin")
+    }
+
+    /// A static file of the gateway's own (the passkey script): the same for everyone,
+    /// so caches may keep it for a day.
+    pub fn asset(content_type: &str, body: &'static str) -> Self {
+        let mut r = Self::new(200, content_type, Bytes::from_static(body.as_bytes()));
+        for (k, v) in &mut r.headers {
+            if k == "cache-control" {
+                *v = "public, max-age=86400".into();
+            }
+        }
+        r
     }
 
     pub fn redirect(status: u16, location: &str) -> Self {

@@ -481,8 +481,8 @@ fn wrong_codes_count_against_login_attempts() {
     assert!(r.header("retry-after").is_some());
     // Configuration errors at load.
     let cases = [
-        ("[mfa]\npasskeys = true\n", "passkeys are not built yet"),
-        ("[mfa]\ntotp = false\n", "no second factor"),
+        ("[mfa]\ntotp = false\npasskeys = false\n", "no second factor"),
+        ("[mfa]\ntotp = false\nrequired_groups = [\"staff\"]\n", "required_groups needs totp"),
         ("[[route]]\npath = \"/x\"\nupstream = \"app\"\nmax_auth_age = \"soon\"\n", "max_auth_age"),
         ("[[route]]\npath = \"/x\"\nupstream = \"app\"\naccess = \"public\"\nrequire_mfa = true\n", "authenticated"),
     ];

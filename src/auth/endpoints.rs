@@ -51,6 +51,24 @@ pub async fn handle(
             super::mfa::account::page(shared, s, ctx).await
         }
         ("/account", http::Method::POST) => super::mfa::account::submit(shared, s, ctx).await?,
+        ("/static/passkey.js", http::Method::GET | http::Method::HEAD) => {
+            super::mfa::passkey_flow::script(ctx)
+        }
+        ("/passkey/register/options", http::Method::POST) => {
+            super::mfa::passkey_flow::register_options(shared, s, ctx).await?
+        }
+        ("/passkey/register", http::Method::POST) => {
+            super::mfa::passkey_flow::register(shared, s, ctx).await?
+        }
+        ("/passkey/login/options", http::Method::POST) => {
+            super::mfa::passkey_flow::login_options(shared, s, ctx).await?
+        }
+        ("/passkey/login", http::Method::POST) => {
+            super::mfa::passkey_flow::login(shared, s, ctx).await?
+        }
+        (p, _) if p.starts_with("/passkey/") => {
+            Reply::error(405, "method_not_allowed", "use POST").header("allow", "POST")
+        }
         ("/account" | "/mfa", _) => Reply::error(405, "method_not_allowed", "use GET or POST")
             .header("allow", "GET, HEAD, POST"),
         ("/oidc/callback", http::Method::GET) => {
@@ -107,18 +125,25 @@ fn login_page_for(
     }
     let action = format!("{prefix}/login");
     let step_up = query_param(ctx, "step_up");
-    Reply::html(
-        status,
-        page::login_with(
-            &action,
-            rd,
-            error,
-            username,
-            &links,
-            form,
-            step_up.as_deref(),
-        ),
-    )
+    // Passwordless sign-in beside the password form (passkeys are for users_file users).
+    // It also answers a step-up, `require_mfa` included: a passkey is verified with the
+    // device's own PIN or biometric (user verification required), so it counts as `hwk`.
+    let passkey = form && ctx.config.mfa.as_ref().is_some_and(|m| m.passkeys);
+    let html = page::login_with(
+        &action,
+        rd,
+        error,
+        username,
+        &links,
+        form,
+        step_up.as_deref(),
+        passkey.then_some(prefix.as_str()),
+    );
+    if passkey {
+        Reply::html_with_script(status, html)
+    } else {
+        Reply::html(status, html)
+    }
 }
 
 async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Reply> {

@@ -1,5 +1,6 @@
-//! The gateway's pages (login, refusals): plain HTML, no JavaScript, work in any browser
-//! and with a screen reader.
+//! The gateway's pages (login, refusals): plain HTML that works in any browser and with a
+//! screen reader. The one exception is the passkey button, which the gateway's static
+//! script wakes up (hidden without it; the password form never depends on it).
 
 pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -52,9 +53,12 @@ pub struct ProviderLink {
 
 /// The login page: a button per OpenID Provider, and the password form when `form`.
 pub fn login(action: &str, rd: &str, error: Option<&str>, username: &str) -> String {
-    login_with(action, rd, error, username, &[], true, None)
+    login_with(action, rd, error, username, &[], true, None, None)
 }
 
+/// `passkey`: the auth prefix, to offer passwordless sign-in with a passkey (the page
+/// must then be served with `Reply::html_with_script`).
+#[allow(clippy::too_many_arguments)]
 pub fn login_with(
     action: &str,
     rd: &str,
@@ -63,6 +67,7 @@ pub fn login_with(
     providers: &[ProviderLink],
     form: bool,
     step_up: Option<&str>,
+    passkey: Option<&str>,
 ) -> String {
     let mut error = error
         .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
@@ -81,6 +86,8 @@ input[type=text], input[type=password] { width: 100%; box-sizing: border-box; pa
 button { margin-top: 1.3rem; width: 100%; padding: .6rem; border: 0; border-radius: 4px; background: #2b5fd9; color: #fff; font-size: 1rem; cursor: pointer; }
 .error { color: #a61b1b; background: #fdecec; padding: .5rem .7rem; border-radius: 4px; }
 a.provider { display: block; text-align: center; padding: .6rem; border: 1px solid #2b5fd9; border-radius: 4px; color: #2b5fd9; text-decoration: none; }
+.passkey button { background: #fff; color: #2b5fd9; border: 1px solid #2b5fd9; }
+.or { text-align: center; color: #6b6f76; font-size: .85rem; margin: 1.2rem 0 0; }
 ";
     let buttons: String = providers
         .iter()
@@ -106,10 +113,21 @@ a.provider { display: block; text-align: center; padding: .6rem; border: 1px sol
 <input type="password" id="password" name="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>
-"#,
+{passkey}"#,
         action = escape(action),
         rd = escape(rd),
         username = escape(username),
+        passkey = passkey
+            .map(|prefix| {
+                format!(
+                    "<div class=\"passkey\" data-passkey=\"sign-in\" data-options=\"{p}/passkey/login/options\" data-finish=\"{p}/passkey/login\" data-rd=\"{rd}\" hidden>\n\
+                     <p class=\"or\">or</p>\n<p class=\"error\" role=\"alert\" hidden></p>\n<button type=\"button\">Sign in with a passkey</button>\n</div>\n\
+                     <script src=\"{p}/static/passkey.js\" defer></script>\n",
+                    p = escape(prefix),
+                    rd = escape(rd),
+                )
+            })
+            .unwrap_or_default(),
     );
     layout("Sign in", "22rem", css, &body)
 }

@@ -68,3 +68,39 @@ pub async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply
     }
     Ok(Ok(body))
 }
+
+const MAX_JSON: usize = 64 * 1024;
+
+/// A JSON body (`application/json`, at most 64 KiB). Cross-site pages cannot send this
+/// content type without a CORS preflight, which the gateway never grants.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    s: &mut Session,
+) -> pingora::Result<Result<T, Reply>> {
+    let ctype = s
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.to_ascii_lowercase().starts_with("application/json") {
+        return Ok(Err(Reply::error(
+            415,
+            "unsupported_media_type",
+            "send application/json",
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = s.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_JSON {
+            s.set_keepalive(None);
+            return Ok(Err(Reply::error(
+                413,
+                "payload_too_large",
+                "body too large",
+            )));
+        }
+    }
+    Ok(serde_json::from_slice(&body)
+        .map_err(|_| Reply::error(400, "bad_request", "the body is not the expected JSON")))
+}

@@ -146,6 +146,11 @@ impl Users {
         })
     }
 
+    /// Every user name (a passwordless sign-in finds its user by a handle derived from it).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }

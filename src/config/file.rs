@@ -404,8 +404,8 @@ pub struct RouteSection {
 pub struct MfaSection {
     #[serde(default = "yes")]
     pub totp: Spanned<bool>,
-    /// Not built yet: refused when true (README "Second factors and step-up").
-    #[serde(default = "no")]
+    /// WebAuthn passkeys (RP ID = the gateway's host).
+    #[serde(default = "yes")]
     pub passkeys: Spanned<bool>,
     #[serde(default)]
     pub required_groups: Vec<String>,

@@ -22,16 +22,18 @@ pub(crate) fn settings(
             "[mfa] adds second factors to users_file logins: set [auth] users_file (people of an [[oidc]] provider use the provider's factors)",
         ));
     }
-    if *m.passkeys.get_ref() {
+    let (totp, passkeys) = (*m.totp.get_ref(), *m.passkeys.get_ref());
+    if !totp && !passkeys {
         return Err(src.at(
-            m.passkeys.span(),
-            "passkeys are not built yet: remove the line (TOTP works)",
+            span,
+            "totp = false and passkeys = false leave no second factor to use",
         ));
     }
-    if !*m.totp.get_ref() {
+    if !totp && !m.required_groups.is_empty() {
+        // A member without a factor enrolls an authenticator app inside the login.
         return Err(src.at(
             m.totp.span(),
-            "totp = false leaves no second factor to use (passkeys are not built yet)",
+            "required_groups needs totp = true: members without a factor add an authenticator app while signing in",
         ));
     }
     for g in &m.required_groups {
@@ -52,7 +54,8 @@ pub(crate) fn settings(
         FactorStore::File(src.resolve(p), Default::default())
     };
     Ok(Some(Arc::new(MfaSettings {
-        totp: true,
+        totp,
+        passkeys,
         required_groups: m.required_groups,
         store,
     })))

@@ -156,6 +156,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         // Second factors work in the demo too: enrolled factors go to a temporary file.
         mfa: Some(Arc::new(crate::auth::mfa::MfaSettings {
             totp: true,
+            passkeys: true,
             required_groups: vec![],
             store: crate::auth::mfa::FactorStore::File(
                 std::env::temp_dir().join(format!(

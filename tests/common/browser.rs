@@ -40,6 +40,33 @@ impl Cdp {
             .clone()
     }
 
+    /// Evaluate `expr`, awaiting it if it is a promise, as if the user had just clicked
+    /// (WebAuthn prompts may require a user gesture).
+    pub fn eval_await(&mut self, expr: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "returnByValue": true, "awaitPromise": true, "userGesture": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// A PNG of the page as it is now, written to `path` (its directory created).
+    pub fn screenshot(&mut self, path: &std::path::Path) {
+        use base64::Engine;
+        let shot = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("screenshot base64");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+
     pub fn wait_for(&mut self, expr: &str) -> bool {
         let end = Instant::now() + Duration::from_secs(20);
         while Instant::now() < end {
@@ -56,6 +83,11 @@ impl Cdp {
 /// page. Certificates are not checked (the tests' are self-signed). Dropping the `Proc`
 /// ends the browser.
 pub fn chromium(dir: &TempDir) -> (Proc, Cdp) {
+    chromium_with(dir, &[])
+}
+
+/// `chromium` with more command-line switches.
+pub fn chromium_with(dir: &TempDir, extra: &[String]) -> (Proc, Cdp) {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -74,8 +106,9 @@ pub fn chromium(dir: &TempDir) -> (Proc, Cdp) {
             "--ignore-certificate-errors",
             "--remote-debugging-port=0",
             &format!("--user-data-dir={}", profile.display()),
-            "about:blank",
         ])
+        .args(extra)
+        .arg("about:blank")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

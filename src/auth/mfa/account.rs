@@ -1,10 +1,11 @@
 //! `GET/POST {prefix}/account`: the signed-in person's own page — who they are, how and
 //! when they last authenticated, their sessions (with "sign out" for each and "sign out
-//! everywhere else") and their second factors (add a TOTP app, remove it). Changing a
+//! everywhere else") and their second factors (add a TOTP app or a passkey, remove
+//! either; adding a passkey runs through `passkey_flow`). Changing a
 //! factor needs an authentication younger than 10 minutes; otherwise the person signs in
 //! again first (a new session) and comes back here.
 
-use super::factors::{self, Factors, TotpFactor};
+use super::factors::{self, TotpFactor};
 use super::{pages, totp, RECENT_AUTH_MS};
 use crate::auth::page::{escape, layout};
 use crate::gateway::Shared;
@@ -30,12 +31,12 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn page_url(ctx: &RequestCtx) -> String {
+pub(crate) fn page_url(ctx: &RequestCtx) -> String {
     format!("{}/account", ctx.config.auth.prefix)
 }
 
 /// Sign in again (a new session with a fresh authentication), then come back here.
-fn reauthenticate(ctx: &RequestCtx, active: &ActiveSession) -> Reply {
+pub(crate) fn reauthenticate(ctx: &RequestCtx, active: &ActiveSession) -> Reply {
     let rd: String = form_urlencoded::byte_serialize(page_url(ctx).as_bytes()).collect();
     Reply::redirect(
         303,
@@ -43,7 +44,7 @@ fn reauthenticate(ctx: &RequestCtx, active: &ActiveSession) -> Reply {
     )
 }
 
-async fn signed_in(
+pub(crate) async fn signed_in(
     shared: &Shared,
     s: &Session,
     ctx: &mut RequestCtx,
@@ -105,6 +106,8 @@ async fn render(
         )
     };
     let mut body = String::new();
+    // Whether the page offers a passkey, and so loads the script.
+    let mut script = false;
     if let Some(n) = notice {
         body.push_str(&format!(
             "<p class=\"note\" role=\"status\">{}</p>\n",
@@ -191,27 +194,42 @@ async fn render(
         (Some(mfa), true) => {
             match factors::load(&mfa.store, &shared.store, &scfg.keys, &id.user).await {
                 Ok(f) => {
-                    let (label, act, button) = match &f.totp {
-                        Some(t) => (
-                            format!(
-                                "Authenticator app (TOTP), added {}; {} recovery codes left.",
-                                when(t.added_ms),
-                                f.recovery.len()
+                    if mfa.totp || f.totp.is_some() {
+                        let (label, act, button) = match &f.totp {
+                            Some(t) => (
+                                format!(
+                                    "Authenticator app (TOTP), added {}; {} recovery codes left.",
+                                    when(t.added_ms),
+                                    f.recovery.len()
+                                ),
+                                "totp-remove",
+                                "Remove",
                             ),
-                            "totp-remove",
-                            "Remove",
-                        ),
-                        None => (
-                            "No authenticator app.".to_string(),
-                            "totp-begin",
-                            "Add an authenticator app",
-                        ),
-                    };
-                    body.push_str(&format!(
-                        "<p>{}</p>\n<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{act}\"><button type=\"submit\">{button}</button></form>\n<p class=\"note\">Passkeys are not available yet.</p>\n",
-                        escape(&label),
-                        escape(&url)
-                    ));
+                            None => (
+                                "No authenticator app.".to_string(),
+                                "totp-begin",
+                                "Add an authenticator app",
+                            ),
+                        };
+                        body.push_str(&format!(
+                            "<h3>Authenticator app</h3>\n<p>{}</p>\n<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{act}\"><button type=\"submit\">{button}</button></form>\n",
+                            escape(&label),
+                            escape(&url)
+                        ));
+                    }
+                    if mfa.passkeys || !f.passkeys.is_empty() {
+                        body.push_str("<h3>Passkeys</h3>\n");
+                        body.push_str(&passkey_list(&f, &url));
+                    }
+                    if mfa.passkeys {
+                        script = true;
+                        body.push_str(&pages::passkey_button(
+                            &ctx.config.auth.prefix,
+                            "register",
+                            "Add a passkey",
+                            "",
+                        ));
+                    }
                     if shared.clock.now_ms().saturating_sub(r.auth.time_ms) > RECENT_AUTH_MS {
                         body.push_str("<p class=\"note\">Changing a factor asks you to sign in again first.</p>\n");
                     }
@@ -229,7 +247,34 @@ async fn render(
         "<h2>Sign out</h2>\n<form method=\"post\" action=\"{}/logout\"><button type=\"submit\">Sign out</button></form>\n",
         escape(&ctx.config.auth.prefix)
     ));
-    Reply::html(200, layout("Your account", "46rem", pages::CSS, &body))
+    if script {
+        body.push_str(&pages::passkey_script(&ctx.config.auth.prefix));
+        Reply::html_with_script(200, layout("Your account", "46rem", pages::CSS, &body))
+    } else {
+        Reply::html(200, layout("Your account", "46rem", pages::CSS, &body))
+    }
+}
+
+/// The passkeys of the account page, each with its "Remove" form.
+fn passkey_list(f: &factors::Factors, url: &str) -> String {
+    if f.passkeys.is_empty() {
+        return "<p>No passkeys.</p>\n".to_string();
+    }
+    let mut out = String::from(
+        "<table>\n<tr><th>Passkey</th><th>Added</th><th>Last used</th><th></th></tr>\n",
+    );
+    for k in &f.passkeys {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"passkey-remove\"><input type=\"hidden\" name=\"credential\" value=\"{}\"><button class=\"quiet\" type=\"submit\">Remove</button></form></td></tr>\n",
+            escape(&k.name),
+            when(k.added_ms),
+            if k.used_ms == 0 { "never".to_string() } else { when(k.used_ms) },
+            escape(url),
+            escape(&k.id()),
+        ));
+    }
+    out.push_str("</table>\n");
+    out
 }
 
 pub async fn submit(
@@ -311,7 +356,7 @@ pub async fn submit(
             }
             Err(e) => Ok(down(&e)),
         },
-        "totp-begin" | "totp-confirm" | "totp-remove"
+        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove"
             if !active.record.auth.provider.is_empty() =>
         {
             Ok(Reply::error(
@@ -320,12 +365,23 @@ pub async fn submit(
                 "your identity provider manages your factors",
             ))
         }
-        "totp-begin" | "totp-confirm" | "totp-remove" if ctx.config.mfa.is_none() => Ok(
-            Reply::error(404, "not_found", "second factors are not enabled"),
-        ),
-        "totp-begin" | "totp-confirm" | "totp-remove" if !recent => {
+        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove"
+            if ctx.config.mfa.is_none() =>
+        {
+            Ok(Reply::error(
+                404,
+                "not_found",
+                "second factors are not enabled",
+            ))
+        }
+        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove" if !recent => {
             Ok(reauthenticate(ctx, &active))
         }
+        "totp-begin" if !ctx.config.mfa.as_ref().is_some_and(|m| m.totp) => Ok(Reply::error(
+            404,
+            "not_found",
+            "authenticator apps are not enabled",
+        )),
         "totp-begin" => {
             let Some(secret) = totp::new_secret(&shared.rng) else {
                 return Ok(down(&"no randomness"));
@@ -381,13 +437,16 @@ pub async fn submit(
             let Some((shown, hashes)) = factors::new_recovery_codes(&shared.rng) else {
                 return Ok(down(&"no randomness"));
             };
-            let f = Factors {
-                totp: Some(TotpFactor {
-                    secret: e.secret,
-                    added_ms: now,
-                }),
-                recovery: hashes,
+            // Keep the passkeys already registered: adding the app replaces only the app.
+            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+                Ok(f) => f,
+                Err(err) => return Ok(down(&err)),
             };
+            f.totp = Some(TotpFactor {
+                secret: e.secret,
+                added_ms: now,
+            });
+            f.recovery = hashes;
             if let Err(err) = factors::save(
                 &mfa.store,
                 &shared.store,
@@ -415,23 +474,22 @@ pub async fn submit(
             let mfa = ctx.config.mfa.clone().ok_or_else(|| {
                 pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
             })?;
-            if mfa.required_for(&active.record.identity) {
-                return Ok(Reply::html(
-                    403,
-                    pages::message(
-                        "Factor kept",
-                        "Your account must keep a second factor: add another one before removing this one.",
-                        &page_url(ctx),
-                        "Back to your account",
-                    ),
-                ));
+            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+                Ok(f) => f,
+                Err(err) => return Ok(down(&err)),
+            };
+            if f.passkeys.is_empty() && mfa.required_for(&active.record.identity) {
+                return Ok(factor_kept(ctx));
             }
+            // The recovery codes belong to the app: they go with it.
+            f.totp = None;
+            f.recovery.clear();
             if let Err(err) = factors::save(
                 &mfa.store,
                 &shared.store,
                 &scfg.keys,
                 &user,
-                &Factors::default(),
+                &f,
                 &shared.rng,
             )
             .await
@@ -439,6 +497,38 @@ pub async fn submit(
                 return Ok(down(&err));
             }
             tracing::info!(request_id = %ctx.request_id, user = %user, "TOTP factor removed");
+            Ok(back)
+        }
+        "passkey-remove" => {
+            let mfa = ctx.config.mfa.clone().ok_or_else(|| {
+                pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
+            })?;
+            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+                Ok(f) => f,
+                Err(err) => return Ok(down(&err)),
+            };
+            let wanted = field("credential");
+            let Some(at) = f.passkeys.iter().position(|k| k.id() == wanted) else {
+                return Ok(Reply::error(404, "not_found", "no such passkey"));
+            };
+            if f.count() <= 1 && mfa.required_for(&active.record.identity) {
+                return Ok(factor_kept(ctx));
+            }
+            let gone = f.passkeys.remove(at);
+            if let Err(err) = factors::save(
+                &mfa.store,
+                &shared.store,
+                &scfg.keys,
+                &user,
+                &f,
+                &shared.rng,
+            )
+            .await
+            {
+                return Ok(down(&err));
+            }
+            // The name the person gave it, never the credential id.
+            tracing::info!(request_id = %ctx.request_id, user = %user, passkey = %gone.name, "passkey removed");
             Ok(back)
         }
         _ => Ok(Reply::error(400, "bad_request", "unknown action")),
@@ -458,4 +548,17 @@ fn confirm_page(ctx: &RequestCtx, block: &str, sealed: &str, error: Option<&str>
         escape(sealed)
     );
     layout("Add an authenticator app", "26rem", pages::CSS, &body)
+}
+
+/// Refusal to remove the last factor of someone who must use one.
+pub(crate) fn factor_kept(ctx: &RequestCtx) -> Reply {
+    Reply::html(
+        403,
+        pages::message(
+            "Factor kept",
+            "Your account must keep a second factor: add another one before removing this one.",
+            &page_url(ctx),
+            "Back to your account",
+        ),
+    )
 }

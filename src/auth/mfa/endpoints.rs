@@ -1,7 +1,7 @@
 //! `GET/POST {prefix}/mfa`: the second step of a login. After a correct password, a user
 //! with a second factor (or one who must have one) gets a pending login, not a session;
 //! a valid TOTP or recovery code turns it into a **new** session whose record says
-//! `pwd` + `otp`. Someone who must use a second factor but has none enrolls here first.
+//! `pwd` + `otp` (a passkey, through `passkey_flow`, into one that says `pwd` + `hwk`). Someone who must use a second factor but has none enrolls here first.
 
 use super::factors::{self, Factors, TotpFactor};
 use super::pending::{self, PendingLogin};
@@ -22,7 +22,7 @@ fn action(ctx: &RequestCtx) -> String {
     format!("{}/mfa", ctx.config.auth.prefix)
 }
 
-fn expired(ctx: &RequestCtx) -> Reply {
+pub(crate) fn expired(ctx: &RequestCtx) -> Reply {
     Reply::html(
         400,
         pages::message(
@@ -80,30 +80,67 @@ pub fn enroll_html(ctx: &RequestCtx, user: &str, secret: &str) -> Option<String>
     Some(pages::enroll_block(&totp::qr_svg(&uri)?, &uri))
 }
 
-fn open_pending(shared: &Shared, s: &Session, scfg: &SessionConfig) -> Option<PendingLogin> {
+pub(crate) fn open_pending(
+    shared: &Shared,
+    s: &Session,
+    scfg: &SessionConfig,
+) -> Option<PendingLogin> {
     let v = read_cookie(s, pending::cookie_name(scfg))?;
     pending::open(&scfg.keys, v, shared.clock.now_ms())
 }
 
-fn step_page(ctx: &RequestCtx, p: &PendingLogin, error: Option<&str>, status: u16) -> Reply {
+/// The second step's page: the code form (an app enrolled, or being enrolled) and "Use a
+/// passkey" (passkeys registered; that page runs the passkey script).
+fn step_page(
+    ctx: &RequestCtx,
+    p: &PendingLogin,
+    f: &Factors,
+    error: Option<&str>,
+    status: u16,
+) -> Reply {
     let enroll = p
         .enroll_secret
         .as_deref()
         .and_then(|s| enroll_html(ctx, &p.user, s));
-    Reply::html(status, pages::second_step(&action(ctx), enroll, error))
+    let passkeys = p.enroll_secret.is_none()
+        && !f.passkeys.is_empty()
+        && ctx.config.mfa.as_ref().is_some_and(|m| m.passkeys);
+    let code = enroll.is_some() || f.totp.is_some() || !passkeys;
+    let prefix = &ctx.config.auth.prefix;
+    let html = pages::second_step(
+        &action(ctx),
+        enroll,
+        error,
+        code,
+        passkeys.then_some(prefix.as_str()),
+    );
+    if passkeys {
+        Reply::html_with_script(status, html)
+    } else {
+        Reply::html(status, html)
+    }
 }
 
 pub async fn page(shared: &Shared, s: &Session, ctx: &RequestCtx) -> Reply {
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");
     };
-    match open_pending(shared, s, scfg) {
-        Some(p) => step_page(ctx, &p, None, 200),
-        None => expired(ctx),
+    let Some(p) = open_pending(shared, s, scfg) else {
+        return expired(ctx);
+    };
+    let Some(mfa) = ctx.config.mfa.as_ref() else {
+        return expired(ctx);
+    };
+    match factors::load(&mfa.store, &shared.store, &scfg.keys, &p.user).await {
+        Ok(f) => step_page(ctx, &p, &f, None, 200),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "second step: factors could not be read");
+            Reply::error(503, "unavailable", "try again shortly")
+        }
     }
 }
 
-fn count(shared: &Shared, method: &str, result: &str) {
+pub(crate) fn count(shared: &Shared, method: &str, result: &str) {
     shared
         .metrics
         .mfa
@@ -155,22 +192,6 @@ pub async fn submit(
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_default();
-    let limiter = shared.limiter.load_full();
-    let keys = [format!("ip:{client}"), format!("user:{}", p.user)];
-    if let Some(wait) = keys.iter().filter_map(|k| limiter.blocked(k)).max() {
-        count(shared, "totp", "rate_limited");
-        tracing::warn!(request_id = %ctx.request_id, client, user = %p.user, "second step rate limited");
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Ok(
-            step_page(ctx, &p, Some("Too many attempts. Try again later."), 429)
-                .header("retry-after", secs.max(1).to_string()),
-        );
-    }
-    let Some(identity) = ctx.config.auth.users.identity(&p.user) else {
-        // Removed from the users file since the password step.
-        return Ok(expired(ctx));
-    };
-    let now = shared.clock.now_ms();
     let down = |e: &dyn std::fmt::Display| {
         tracing::error!(request_id = %ctx.request_id, error = %e, "second step: a store did not answer");
         Reply::error(503, "unavailable", "try again shortly")
@@ -179,6 +200,26 @@ pub async fn submit(
         Ok(f) => f,
         Err(e) => return Ok(down(&e)),
     };
+    let limiter = shared.limiter.load_full();
+    let keys = [format!("ip:{client}"), format!("user:{}", p.user)];
+    if let Some(wait) = keys.iter().filter_map(|k| limiter.blocked(k)).max() {
+        count(shared, "totp", "rate_limited");
+        tracing::warn!(request_id = %ctx.request_id, client, user = %p.user, "second step rate limited");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Ok(step_page(
+            ctx,
+            &p,
+            &factors,
+            Some("Too many attempts. Try again later."),
+            429,
+        )
+        .header("retry-after", secs.max(1).to_string()));
+    }
+    let Some(identity) = ctx.config.auth.users.identity(&p.user) else {
+        // Removed from the users file since the password step.
+        return Ok(expired(ctx));
+    };
+    let now = shared.clock.now_ms();
     // Enrollment within the pending login; otherwise the enrolled factor.
     let (method, ok, shown) = match (&p.enroll_secret, &factors.totp) {
         (Some(secret), None) => {
@@ -193,6 +234,7 @@ pub async fn submit(
                             added_ms: now,
                         }),
                         recovery: hashes,
+                        ..factors
                     };
                     if let Err(e) = factors::save(
                         &mfa.store,
@@ -221,6 +263,8 @@ pub async fn submit(
         // A recovery code is checked here and spent only once the pending login is
         // claimed below, so a replayed pending login cannot burn one.
         (_, Some(_)) => ("recovery", factors.clone().spend_recovery(&code), None),
+        // Passkeys only: a code cannot be right.
+        (None, None) if !factors.passkeys.is_empty() => ("totp", false, None),
         // Pending without enrollment but nothing enrolled (removed meanwhile).
         (None, None) => return Ok(expired(ctx)),
     };
@@ -231,7 +275,13 @@ pub async fn submit(
         count(shared, method, "failure");
         shared.metrics.logins.with_label_values(&["failure"]).inc();
         tracing::warn!(request_id = %ctx.request_id, client, user = %p.user, method, "second factor refused");
-        return Ok(step_page(ctx, &p, Some("That code is not valid."), 401));
+        return Ok(step_page(
+            ctx,
+            &p,
+            &factors,
+            Some("That code is not valid."),
+            401,
+        ));
     }
     // Each pending login completes once, even if its cookie was copied.
     match shared
@@ -279,13 +329,27 @@ async fn finish(
     p: &PendingLogin,
     method: &str,
 ) -> Result<(String, String), Reply> {
+    let cookie = new_session(shared, s, ctx, scfg, identity, &["pwd", "otp"], method).await?;
+    Ok((cookie, p.rd.clone()))
+}
+
+/// A **new** session for a completed login whose methods were `methods` (RFC 8176):
+/// its `Set-Cookie`. A session the browser brought is ended, never promoted.
+pub(crate) async fn new_session(
+    shared: &Shared,
+    s: &Session,
+    ctx: &mut RequestCtx,
+    scfg: &SessionConfig,
+    identity: Identity,
+    methods: &[&str],
+    method: &str,
+) -> Result<String, Reply> {
     let now = shared.clock.now_ms();
     let auth = Authentication {
-        methods: vec!["pwd".into(), "otp".into()],
+        methods: methods.iter().map(|m| m.to_string()).collect(),
         time_ms: now,
         ..Authentication::default()
     };
-    // Never promote a session the browser brought.
     if let Ok(session::Lookup::Hit(old)) = crate::request::load_session(shared, s, ctx).await {
         let _ = session::end(scfg, &shared.backends(), &old).await;
     }
@@ -298,7 +362,7 @@ async fn finish(
             count(shared, method, "success");
             shared.metrics.logins.with_label_values(&["success"]).inc();
             tracing::info!(request_id = %ctx.request_id, client = client_ip(s), user = %record.identity.user, method, "login");
-            Ok((session::set_cookie(scfg, &value), p.rd.clone()))
+            Ok(session::set_cookie(scfg, &value))
         }
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "could not store new session");

@@ -1,5 +1,5 @@
-//! A user's enrolled second factors, durable and sealed: a TOTP secret and the hashes of
-//! unused recovery codes. Sealed with the session key ring (AES-256-GCM, bound to the user
+//! A user's enrolled second factors, durable and sealed: a TOTP secret, the hashes of
+//! unused recovery codes, and passkeys (WebAuthn credentials with their sign counters). Sealed with the session key ring (AES-256-GCM, bound to the user
 //! name), in `credentials_file` or in Redis (`f:<hex SHA-256(user)>`).
 
 use super::FactorStore;
@@ -23,15 +23,19 @@ pub struct Factors {
     /// is enough, no password hashing needed).
     #[serde(default)]
     pub recovery: Vec<String>,
+    /// Registered passkeys (records from before passkeys read as none).
+    #[serde(default)]
+    pub passkeys: Vec<PasskeyFactor>,
 }
 
 impl std::fmt::Debug for Factors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Factors(totp: {}, recovery codes: {})",
+            "Factors(totp: {}, recovery codes: {}, passkeys: {})",
             self.totp.is_some(),
-            self.recovery.len()
+            self.recovery.len(),
+            self.passkeys.len()
         )
     }
 }
@@ -43,9 +47,35 @@ pub struct TotpFactor {
     pub added_ms: u64,
 }
 
+/// One registered passkey: the library's credential (id, public key, sign counter,
+/// backup flags) and what the account page shows about it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PasskeyFactor {
+    /// Chosen by the person when adding it ("Passkey" when left empty).
+    pub name: String,
+    pub added_ms: u64,
+    /// Last successful use (0 = never).
+    #[serde(default)]
+    pub used_ms: u64,
+    pub key: webauthn_rs::prelude::Passkey,
+}
+
+impl PasskeyFactor {
+    /// The credential id, base64url: how the account page names the one to remove.
+    pub fn id(&self) -> String {
+        b64(self.key.cred_id().as_ref())
+    }
+}
+
 impl Factors {
+    /// No factor at all: neither an authenticator app nor a passkey.
     pub fn is_empty(&self) -> bool {
-        self.totp.is_none()
+        self.totp.is_none() && self.passkeys.is_empty()
+    }
+
+    /// How many factors a login can use (the app counts once, each passkey once).
+    pub fn count(&self) -> usize {
+        usize::from(self.totp.is_some()) + self.passkeys.len()
     }
 
     /// Spend a recovery code: `true` (and it is gone) if it was one of the unused ones.
@@ -225,14 +255,24 @@ mod tests {
             10
         );
         let mut f = Factors {
-            totp: None,
             recovery: hashes,
+            ..Factors::default()
         };
         let loud = shown[3].to_uppercase().replace('-', " ");
         assert!(f.spend_recovery(&loud));
         assert!(!f.spend_recovery(&shown[3]), "once");
         assert!(!f.spend_recovery("aaaaaa-aaaaaa"));
         assert_eq!(f.recovery.len(), 9);
+    }
+
+    #[test]
+    fn records_from_before_passkeys_still_read() {
+        let old = r#"{"totp":{"secret":"c2VjcmV0","added_ms":1},"recovery":["ab"]}"#;
+        let f: Factors = serde_json::from_str(old).unwrap();
+        assert!(f.passkeys.is_empty());
+        assert_eq!(f.count(), 1);
+        assert!(!f.is_empty());
+        assert!(Factors::default().is_empty());
     }
 
     #[test]
@@ -251,6 +291,7 @@ mod tests {
                 added_ms: 1,
             }),
             recovery: vec!["ab".into()],
+            passkeys: Vec::new(),
         };
         futures_util::FutureExt::now_or_never(save(&at, &store, &keys, "ana", &f, &rng))
             .unwrap()

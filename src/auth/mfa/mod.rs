@@ -1,11 +1,14 @@
 //! Second factors for users of `users_file` (`[mfa]`): TOTP authenticator apps with
 //! recovery codes, the second step of a login (`/.auth/mfa`), and the person's own page
-//! (`/.auth/account`: sessions and factors). Passkeys are not built yet.
+//! (`/.auth/account`: sessions and factors), and passkeys (WebAuthn) as a second step or
+//! a passwordless sign-in.
 
 pub mod account;
 pub mod endpoints;
 pub mod factors;
 pub mod pages;
+pub mod passkey;
+pub mod passkey_flow;
 pub mod pending;
 pub mod totp;
 
@@ -16,7 +19,10 @@ use std::sync::Arc;
 /// Validated `[mfa]`.
 #[derive(Debug)]
 pub struct MfaSettings {
+    /// Authenticator apps can be added (an app already enrolled keeps working either way).
     pub totp: bool,
+    /// Passkeys can be added and used (second step, passwordless sign-in).
+    pub passkeys: bool,
     /// Members must use a second factor at every login; `"*"` = everyone.
     pub required_groups: Vec<String>,
     pub store: FactorStore,
@@ -45,7 +51,7 @@ impl MfaSettings {
 pub const RECENT_AUTH_MS: u64 = 10 * 60 * 1000;
 
 /// Does this list of RFC 8176 authentication methods include a second factor? For local
-/// logins `otp` (TOTP or a recovery code); for OIDC sessions what the provider reported.
+/// logins `otp` (TOTP or a recovery code) or `hwk` (a passkey); for OIDC sessions what the provider reported.
 pub fn is_second_factor(methods: &[String]) -> bool {
     methods.iter().any(|m| {
         matches!(

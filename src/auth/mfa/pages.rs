@@ -1,5 +1,7 @@
 //! The pages of second factors: the second step of a login (a code, or enrollment with a
-//! QR code), the recovery codes shown once, and the account page. Plain HTML, no script.
+//! QR code), the recovery codes shown once, and the account page. Plain HTML; the pages
+//! that offer a passkey load the gateway's one static script (`passkey_flow::SCRIPT`) and
+//! carry what it needs in `data-` attributes — no inline script, no inline handlers.
 
 use crate::auth::page::{escape, layout};
 
@@ -14,8 +16,10 @@ code, .codes li { font-family: ui-monospace, monospace; background: #f0f1f3; pad
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .3rem; border-bottom: 1px solid #e3e5e8; vertical-align: top; }
 h2 { font-size: 1.05rem; margin: 1.6rem 0 .6rem; }
+h3 { font-size: .95rem; margin: 1.2rem 0 .4rem; }
 form.inline { display: inline; }
 .qr svg { display: block; margin: .5rem auto; }
+.or { text-align: center; color: #6b6f76; font-size: .85rem; margin: 1.2rem 0 0; }
 ";
 
 fn error_html(error: Option<&str>) -> String {
@@ -34,23 +38,81 @@ pub fn enroll_block(svg: &str, uri: &str) -> String {
     )
 }
 
-/// The second step of a login: a TOTP code (or a recovery code), or enrollment first.
-pub fn second_step(action: &str, enroll: Option<String>, error: Option<&str>) -> String {
-    let intro = match &enroll {
-        Some(block) => format!(
+/// A passkey button that the script wakes up (hidden until then: without the script, or
+/// in a browser without WebAuthn, it would do nothing). `kind` is `register`,
+/// `second-step` or `sign-in`; `rd` is where a sign-in goes afterwards.
+pub fn passkey_button(prefix: &str, kind: &str, label: &str, rd: &str) -> String {
+    let (options, finish) = if kind == "register" {
+        ("passkey/register/options", "passkey/register")
+    } else {
+        ("passkey/login/options", "passkey/login")
+    };
+    let name = if kind == "register" {
+        "<label for=\"passkey-name\">Name of the new passkey (optional)</label>\n\
+         <input type=\"text\" id=\"passkey-name\" maxlength=\"64\" autocomplete=\"off\" placeholder=\"e.g. laptop\">\n"
+    } else {
+        ""
+    };
+    format!(
+        "<div class=\"passkey\" data-passkey=\"{kind}\" data-options=\"{p}/{options}\" data-finish=\"{p}/{finish}\" data-rd=\"{rd}\" hidden>\n\
+         <p class=\"error\" role=\"alert\" hidden></p>\n{name}<button type=\"button\">{label}</button>\n</div>\n",
+        kind = escape(kind),
+        p = escape(prefix),
+        rd = escape(rd),
+        label = escape(label),
+    )
+}
+
+/// The tag that loads the passkey script (allowed by `Reply::html_with_script` only).
+pub fn passkey_script(prefix: &str) -> String {
+    format!(
+        "<script src=\"{}/static/passkey.js\" defer></script>\n",
+        escape(prefix)
+    )
+}
+
+/// The second step of a login: a TOTP code (or a recovery code), or enrollment first;
+/// and "Use a passkey" when `passkey` (the auth prefix) is given. `code` shows the form.
+pub fn second_step(
+    action: &str,
+    enroll: Option<String>,
+    error: Option<&str>,
+    code: bool,
+    passkey: Option<&str>,
+) -> String {
+    let intro = match (&enroll, code, passkey.is_some()) {
+        (Some(block), _, _) => format!(
             "<p>Your account needs a second factor. Set one up to finish signing in.</p>\n{block}"
         ),
-        None => "<p>Enter the six-digit code from your authenticator app, or one of your \
+        (None, true, false) => {
+            "<p>Enter the six-digit code from your authenticator app, or one of your \
                  recovery codes.</p>\n"
+                .to_string()
+        }
+        (None, true, true) => "<p>Use your passkey, or enter the six-digit code from your \
+                 authenticator app (or one of your recovery codes).</p>\n"
             .to_string(),
+        (None, false, _) => "<p>Use your passkey to finish signing in.</p>\n".to_string(),
     };
-    let body = format!(
-        "{}{intro}<form method=\"post\" action=\"{}\">\n<label for=\"code\">Code</label>\n\
-         <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus>\n\
-         <button type=\"submit\">Continue</button>\n</form>\n",
-        error_html(error),
-        escape(action)
-    );
+    let mut body = format!("{}{intro}", error_html(error));
+    if let Some(prefix) = passkey {
+        body.push_str(&passkey_button(prefix, "second-step", "Use a passkey", ""));
+    }
+    if code {
+        if passkey.is_some() {
+            body.push_str("<p class=\"or\">or</p>\n");
+        }
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"{}\">\n<label for=\"code\">Code</label>\n\
+             <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required{}>\n\
+             <button type=\"submit\">Continue</button>\n</form>\n",
+            escape(action),
+            if passkey.is_some() { "" } else { " autofocus" }
+        ));
+    }
+    if let Some(prefix) = passkey {
+        body.push_str(&passkey_script(prefix));
+    }
     layout("Second step", "26rem", CSS, &body)
 }
 
