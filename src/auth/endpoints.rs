@@ -40,7 +40,10 @@ pub async fn handle(
                 },
             ),
         ("/me", http::Method::GET | http::Method::HEAD) => me(shared, s, ctx).await,
-        ("/mfa", http::Method::GET | http::Method::HEAD) if ctx.config.mfa.is_some() => {
+        ("/mfa", _) if ctx.config.mfa.is_none() => {
+            Reply::error(404, "not_found", "second factors are not enabled")
+        }
+        ("/mfa", http::Method::GET | http::Method::HEAD) => {
             super::mfa::endpoints::page(shared, s, ctx).await
         }
         ("/mfa", http::Method::POST) => match ctx.config.mfa.clone() {
@@ -232,8 +235,7 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
     };
     // A second factor, when the user has one or must have one: no session yet.
     if let Some(mfa) = ctx.config.mfa.clone() {
-        let factors =
-            super::mfa::factors::load(&mfa.store, &shared.store, &scfg.keys, &identity.user).await;
+        let factors = mfa.load(shared, &scfg.keys, &identity.user).await;
         match factors {
             Ok(f) if !f.is_empty() || want_mfa || mfa.required_for(&identity) => {
                 let target = safe_rd(ctx, rd.as_deref());

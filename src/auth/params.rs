@@ -36,37 +36,45 @@ pub fn read_cookie<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
 
 const MAX_FORM: usize = 16 * 1024;
 
-/// A form body (`application/x-www-form-urlencoded`, at most 16 KiB).
-pub async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
-    let ctype = s
+/// A request body of content type `ctype`, at most `max` bytes; otherwise the `415` or
+/// `413` to answer (the connection is not kept after an oversized body).
+pub async fn read_body(
+    s: &mut Session,
+    ctype: &str,
+    max: usize,
+) -> pingora::Result<Result<Vec<u8>, Reply>> {
+    let sent = s
         .req_header()
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype
-        .to_ascii_lowercase()
-        .starts_with("application/x-www-form-urlencoded")
-    {
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !sent.starts_with(ctype) {
         return Ok(Err(Reply::error(
             415,
             "unsupported_media_type",
-            "send application/x-www-form-urlencoded",
+            &format!("send {ctype}"),
         )));
     }
     let mut body = Vec::new();
     while let Some(chunk) = s.read_request_body().await? {
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_FORM {
+        if body.len() > max {
             s.set_keepalive(None);
             return Ok(Err(Reply::error(
                 413,
                 "payload_too_large",
-                "form too large",
+                "body too large",
             )));
         }
     }
     Ok(Ok(body))
+}
+
+/// A form body (`application/x-www-form-urlencoded`, at most 16 KiB).
+pub async fn read_form(s: &mut Session) -> pingora::Result<Result<Vec<u8>, Reply>> {
+    read_body(s, "application/x-www-form-urlencoded", MAX_FORM).await
 }
 
 const MAX_JSON: usize = 64 * 1024;
@@ -76,31 +84,10 @@ const MAX_JSON: usize = 64 * 1024;
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     s: &mut Session,
 ) -> pingora::Result<Result<T, Reply>> {
-    let ctype = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ctype.to_ascii_lowercase().starts_with("application/json") {
-        return Ok(Err(Reply::error(
-            415,
-            "unsupported_media_type",
-            "send application/json",
-        )));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = s.read_request_body().await? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_JSON {
-            s.set_keepalive(None);
-            return Ok(Err(Reply::error(
-                413,
-                "payload_too_large",
-                "body too large",
-            )));
-        }
-    }
+    let body = match read_body(s, "application/json", MAX_JSON).await? {
+        Ok(b) => b,
+        Err(r) => return Ok(Err(r)),
+    };
     Ok(serde_json::from_slice(&body)
         .map_err(|_| Reply::error(400, "bad_request", "the body is not the expected JSON")))
 }

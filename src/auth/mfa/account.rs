@@ -191,57 +191,55 @@ async fn render(
         (Some(_), false) => body.push_str(
             "<p class=\"note\">Your identity provider manages your second factors.</p>\n",
         ),
-        (Some(mfa), true) => {
-            match factors::load(&mfa.store, &shared.store, &scfg.keys, &id.user).await {
-                Ok(f) => {
-                    if mfa.totp || f.totp.is_some() {
-                        let (label, act, button) = match &f.totp {
-                            Some(t) => (
-                                format!(
-                                    "Authenticator app (TOTP), added {}; {} recovery codes left.",
-                                    when(t.added_ms),
-                                    f.recovery.len()
-                                ),
-                                "totp-remove",
-                                "Remove",
+        (Some(mfa), true) => match mfa.load(shared, &scfg.keys, &id.user).await {
+            Ok(f) => {
+                if mfa.totp || f.totp.is_some() {
+                    let (label, act, button) = match &f.totp {
+                        Some(t) => (
+                            format!(
+                                "Authenticator app (TOTP), added {}; {} recovery codes left.",
+                                when(t.added_ms),
+                                f.recovery.len()
                             ),
-                            None => (
-                                "No authenticator app.".to_string(),
-                                "totp-begin",
-                                "Add an authenticator app",
-                            ),
-                        };
-                        body.push_str(&format!(
+                            "totp-remove",
+                            "Remove",
+                        ),
+                        None => (
+                            "No authenticator app.".to_string(),
+                            "totp-begin",
+                            "Add an authenticator app",
+                        ),
+                    };
+                    body.push_str(&format!(
                             "<h3>Authenticator app</h3>\n<p>{}</p>\n<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{act}\"><button type=\"submit\">{button}</button></form>\n",
                             escape(&label),
                             escape(&url)
                         ));
-                    }
-                    if mfa.passkeys || !f.passkeys.is_empty() {
-                        body.push_str("<h3>Passkeys</h3>\n");
-                        body.push_str(&passkey_list(&f, &url));
-                    }
-                    if mfa.passkeys {
-                        script = true;
-                        body.push_str(&pages::passkey_button(
-                            &ctx.config.auth.prefix,
-                            "register",
-                            "Add a passkey",
-                            "",
-                        ));
-                    }
-                    if shared.clock.now_ms().saturating_sub(r.auth.time_ms) > RECENT_AUTH_MS {
-                        body.push_str("<p class=\"note\">Changing a factor asks you to sign in again first.</p>\n");
-                    }
                 }
-                Err(e) => {
-                    tracing::warn!(request_id = %ctx.request_id, error = %e, "account page: factors not read");
-                    body.push_str(
-                        "<p class=\"error\">Your second factors cannot be read right now.</p>\n",
-                    );
+                if mfa.passkeys || !f.passkeys.is_empty() {
+                    body.push_str("<h3>Passkeys</h3>\n");
+                    body.push_str(&passkey_list(&f, &url));
+                }
+                if mfa.passkeys {
+                    script = true;
+                    body.push_str(&pages::passkey_button(
+                        &ctx.config.auth.prefix,
+                        "register",
+                        "Add a passkey",
+                        "",
+                    ));
+                }
+                if shared.clock.now_ms().saturating_sub(r.auth.time_ms) > RECENT_AUTH_MS {
+                    body.push_str("<p class=\"note\">Changing a factor asks you to sign in again first.</p>\n");
                 }
             }
-        }
+            Err(e) => {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "account page: factors not read");
+                body.push_str(
+                    "<p class=\"error\">Your second factors cannot be read right now.</p>\n",
+                );
+            }
+        },
     }
     body.push_str(&format!(
         "<h2>Sign out</h2>\n<form method=\"post\" action=\"{}/logout\"><button type=\"submit\">Sign out</button></form>\n",
@@ -438,7 +436,7 @@ pub async fn submit(
                 return Ok(down(&"no randomness"));
             };
             // Keep the passkeys already registered: adding the app replaces only the app.
-            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -447,16 +445,7 @@ pub async fn submit(
                 added_ms: now,
             });
             f.recovery = hashes;
-            if let Err(err) = factors::save(
-                &mfa.store,
-                &shared.store,
-                &scfg.keys,
-                &user,
-                &f,
-                &shared.rng,
-            )
-            .await
-            {
+            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
                 return Ok(down(&err));
             }
             shared
@@ -474,7 +463,7 @@ pub async fn submit(
             let mfa = ctx.config.mfa.clone().ok_or_else(|| {
                 pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
             })?;
-            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -484,16 +473,7 @@ pub async fn submit(
             // The recovery codes belong to the app: they go with it.
             f.totp = None;
             f.recovery.clear();
-            if let Err(err) = factors::save(
-                &mfa.store,
-                &shared.store,
-                &scfg.keys,
-                &user,
-                &f,
-                &shared.rng,
-            )
-            .await
-            {
+            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
                 return Ok(down(&err));
             }
             tracing::info!(request_id = %ctx.request_id, user = %user, "TOTP factor removed");
@@ -503,7 +483,7 @@ pub async fn submit(
             let mfa = ctx.config.mfa.clone().ok_or_else(|| {
                 pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
             })?;
-            let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -515,16 +495,7 @@ pub async fn submit(
                 return Ok(factor_kept(ctx));
             }
             let gone = f.passkeys.remove(at);
-            if let Err(err) = factors::save(
-                &mfa.store,
-                &shared.store,
-                &scfg.keys,
-                &user,
-                &f,
-                &shared.rng,
-            )
-            .await
-            {
+            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
                 return Ok(down(&err));
             }
             // The name the person gave it, never the credential id.

@@ -39,6 +39,26 @@ pub enum FactorStore {
 }
 
 impl MfaSettings {
+    /// `user`'s factors, from wherever this gateway keeps them.
+    pub async fn load(
+        &self,
+        shared: &crate::gateway::Shared,
+        keys: &crate::session::keys::KeyRing,
+        user: &str,
+    ) -> Result<factors::Factors, factors::FactorError> {
+        factors::load(&self.store, &shared.store, keys, user).await
+    }
+
+    pub async fn save(
+        &self,
+        shared: &crate::gateway::Shared,
+        keys: &crate::session::keys::KeyRing,
+        user: &str,
+        f: &factors::Factors,
+    ) -> Result<(), factors::FactorError> {
+        factors::save(&self.store, &shared.store, keys, user, f, &shared.rng).await
+    }
+
     /// Must `id` use a second factor at every login?
     pub fn required_for(&self, id: &Identity) -> bool {
         self.required_groups

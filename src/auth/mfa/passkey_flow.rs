@@ -12,7 +12,7 @@
 //! credential id) and counted in `portcullis_mfa_total{method="passkey"}`.
 
 use super::endpoints::{count, new_session, open_pending};
-use super::factors::{self, Factors, PasskeyFactor};
+use super::factors::{Factors, PasskeyFactor};
 use super::passkey::{self, Binding, Ceremony, CeremonyState};
 use super::{account, MfaSettings, RECENT_AUTH_MS};
 use crate::auth::params::{read_json, safe_rd};
@@ -191,7 +191,7 @@ pub async fn register_options(
         Err(r) => return Ok(r),
     };
     let user = active.record.identity.user.clone();
-    let f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+    let f = match mfa.load(shared, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -304,7 +304,7 @@ pub async fn register(
             return Ok(refused(400, why, "the passkey was not accepted"));
         }
     };
-    let mut f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+    let mut f = match mfa.load(shared, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -324,16 +324,7 @@ pub async fn register(
         used_ms: 0,
         key,
     });
-    if let Err(e) = factors::save(
-        &mfa.store,
-        &shared.store,
-        &scfg.keys,
-        &user,
-        &f,
-        &shared.rng,
-    )
-    .await
-    {
+    if let Err(e) = mfa.save(shared, &scfg.keys, &user, &f).await {
         return Ok(down(ctx, &e));
     }
     count(shared, ENROLL, "success");
@@ -382,7 +373,7 @@ pub async fn login_options(
             let Some(p) = open_pending(shared, s, scfg) else {
                 return Ok(refused(400, "expired", "sign in again"));
             };
-            let f = match factors::load(&mfa.store, &shared.store, &scfg.keys, &p.user).await {
+            let f = match mfa.load(shared, &scfg.keys, &p.user).await {
                 Ok(f) => f,
                 Err(e) => return Ok(down(ctx, &e)),
             };
@@ -559,7 +550,7 @@ pub async fn login(
             "this passkey is not registered here",
         ));
     };
-    let mut f: Factors = match factors::load(&mfa.store, &shared.store, &scfg.keys, &user).await {
+    let mut f: Factors = match mfa.load(shared, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -601,16 +592,7 @@ pub async fn login(
             k.used_ms = now;
         }
     }
-    if let Err(e) = factors::save(
-        &mfa.store,
-        &shared.store,
-        &scfg.keys,
-        &user,
-        &f,
-        &shared.rng,
-    )
-    .await
-    {
+    if let Err(e) = mfa.save(shared, &scfg.keys, &user, &f).await {
         return Ok(down(ctx, &e));
     }
     let (methods, rd): (&[&str], String) = match &pending {

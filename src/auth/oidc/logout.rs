@@ -138,9 +138,16 @@ pub async fn backchannel(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx)
     let Some(providers) = ctx.config.oidc.clone() else {
         return answer(404, "not_found", "no provider is configured");
     };
-    let body = match read_body(s).await {
-        Ok(b) => b,
-        Err(r) => return r,
+    let body = match crate::auth::params::read_body(
+        s,
+        "application/x-www-form-urlencoded",
+        MAX_BODY,
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(r)) => return r,
+        Err(_) => return answer(400, "invalid_request", "could not read the body"),
     };
     let token = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "logout_token")
@@ -169,37 +176,6 @@ fn count(shared: &Shared, provider: &str, result: &str) {
         .oidc_backchannel_logouts
         .with_label_values(&[provider, result])
         .inc();
-}
-
-async fn read_body(s: &mut Session) -> Result<Vec<u8>, Reply> {
-    let ctype = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !ctype.starts_with("application/x-www-form-urlencoded") {
-        return Err(answer(
-            415,
-            "invalid_request",
-            "send application/x-www-form-urlencoded",
-        ));
-    }
-    let mut body = Vec::new();
-    loop {
-        match s.read_request_body().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_BODY {
-                    s.set_keepalive(None);
-                    return Err(answer(413, "invalid_request", "body too large"));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(_) => return Err(answer(400, "invalid_request", "could not read the body")),
-        }
-    }
 }
 
 /// Verify the logout token and end its sessions; the provider's name (or "unknown") for
