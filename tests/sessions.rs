@@ -640,12 +640,15 @@ fn idle_and_absolute_expiry(store: &'static str) {
         Opts {
             store,
             idle: "2s",
-            absolute: "4s",
+            absolute: "5s",
             ..Opts::default()
         },
     );
     let h = e.g.http;
     let mut v = session_of(h, "alice", "alice-pw");
+    // Deadlines are measured from here, not from fixed sleeps: a loaded machine may take
+    // a while between requests, and the absolute limit must not be reached by accident.
+    let since_login = std::time::Instant::now();
     // Activity slides the idle expiry: 3 x 1.2 s > 2 s idle. (Cookie sessions slide by
     // re-issuing the cookie; a browser keeps the newest one, and so does this loop.)
     for _ in 0..3 {
@@ -661,8 +664,12 @@ fn idle_and_absolute_expiry(store: &'static str) {
             v = newer;
         }
     }
-    // ...but not past the absolute limit (4 s since login).
-    std::thread::sleep(Duration::from_millis(900));
+    // ...but not past the absolute limit (5 s since login).
+    assert!(
+        since_login.elapsed() < Duration::from_secs(5),
+        "the machine was too slow to test sliding"
+    );
+    std::thread::sleep(Duration::from_millis(5200).saturating_sub(since_login.elapsed()));
     assert_eq!(
         api(h, "/app", &with_cookie(&v)).status,
         401,
