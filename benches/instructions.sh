@@ -152,14 +152,14 @@ for i in "${!NAMES[@]}"; do
   lo=$(run_subject "${NAMES[$i]}" "$N_LOW")
   hi=$(run_subject "${NAMES[$i]}" "$N_HIGH")
   PER[$i]=$(( (hi - lo) / (N_HIGH - N_LOW) ))
-  printf '  %-28s %12s -> %12s instructions (%d -> %d requests)\n' "${LABELS[$i]}" "$lo" "$hi" "$N_LOW" "$N_HIGH" >&2
+  printf '  %-32s %12s -> %12s instructions (%d -> %d requests)\n' "${LABELS[$i]}" "$lo" "$hi" "$N_LOW" "$N_HIGH" >&2
 done
 {
   echo "portcullis instruction count — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "callgrind, user space, all threads; (total at $N_HIGH requests - total at $N_LOW) / $((N_HIGH - N_LOW)); oha -c 8 keep-alive"
-  printf '%-28s %16s %10s %10s\n' "" "instr/request" "vs nginx" "vs bare"
+  printf '%-32s %16s %10s %10s\n' "" "instr/request" "vs nginx" "vs bare"
   for i in "${!NAMES[@]}"; do
-    printf '%-28s %16d %9.2fx %9.2fx\n' "${LABELS[$i]}" "${PER[$i]}" \
+    printf '%-32s %16d %9.2fx %9.2fx\n' "${LABELS[$i]}" "${PER[$i]}" \
       "$(awk -v a="${PER[$i]}" -v b="${PER[0]}" 'BEGIN {print a/b}')" \
       "$(awk -v a="${PER[$i]}" -v b="${PER[1]}" 'BEGIN {print a/b}')"
   done
