@@ -235,7 +235,7 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
     };
     // A second factor, when the user has one or must have one: no session yet.
     if let Some(mfa) = ctx.config.mfa.clone() {
-        let factors = mfa.load(shared, &scfg.keys, &identity.user).await;
+        let factors = mfa.load(&shared.store, &scfg.keys, &identity.user).await;
         match factors {
             Ok(f) if !f.is_empty() || want_mfa || mfa.required_for(&identity) => {
                 let target = safe_rd(ctx, rd.as_deref());

@@ -191,7 +191,7 @@ async fn render(
         (Some(_), false) => body.push_str(
             "<p class=\"note\">Your identity provider manages your second factors.</p>\n",
         ),
-        (Some(mfa), true) => match mfa.load(shared, &scfg.keys, &id.user).await {
+        (Some(mfa), true) => match mfa.load(&shared.store, &scfg.keys, &id.user).await {
             Ok(f) => {
                 if mfa.totp || f.totp.is_some() {
                     let (label, act, button) = match &f.totp {
@@ -436,7 +436,7 @@ pub async fn submit(
                 return Ok(down(&"no randomness"));
             };
             // Keep the passkeys already registered: adding the app replaces only the app.
-            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
+            let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -445,7 +445,10 @@ pub async fn submit(
                 added_ms: now,
             });
             f.recovery = hashes;
-            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
+            if let Err(err) = mfa
+                .save(&shared.store, &scfg.keys, &user, &f, &shared.rng)
+                .await
+            {
                 return Ok(down(&err));
             }
             shared
@@ -463,7 +466,7 @@ pub async fn submit(
             let mfa = ctx.config.mfa.clone().ok_or_else(|| {
                 pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
             })?;
-            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
+            let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -473,7 +476,10 @@ pub async fn submit(
             // The recovery codes belong to the app: they go with it.
             f.totp = None;
             f.recovery.clear();
-            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
+            if let Err(err) = mfa
+                .save(&shared.store, &scfg.keys, &user, &f, &shared.rng)
+                .await
+            {
                 return Ok(down(&err));
             }
             tracing::info!(request_id = %ctx.request_id, user = %user, "TOTP factor removed");
@@ -483,7 +489,7 @@ pub async fn submit(
             let mfa = ctx.config.mfa.clone().ok_or_else(|| {
                 pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
             })?;
-            let mut f = match mfa.load(shared, &scfg.keys, &user).await {
+            let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
             };
@@ -495,7 +501,10 @@ pub async fn submit(
                 return Ok(factor_kept(ctx));
             }
             let gone = f.passkeys.remove(at);
-            if let Err(err) = mfa.save(shared, &scfg.keys, &user, &f).await {
+            if let Err(err) = mfa
+                .save(&shared.store, &scfg.keys, &user, &f, &shared.rng)
+                .await
+            {
                 return Ok(down(&err));
             }
             // The name the person gave it, never the credential id.

@@ -131,7 +131,7 @@ pub async fn page(shared: &Shared, s: &Session, ctx: &RequestCtx) -> Reply {
     let Some(mfa) = ctx.config.mfa.as_ref() else {
         return expired(ctx);
     };
-    match mfa.load(shared, &scfg.keys, &p.user).await {
+    match mfa.load(&shared.store, &scfg.keys, &p.user).await {
         Ok(f) => step_page(ctx, &p, &f, None, 200),
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "second step: factors could not be read");
@@ -196,7 +196,7 @@ pub async fn submit(
         tracing::error!(request_id = %ctx.request_id, error = %e, "second step: a store did not answer");
         Reply::error(503, "unavailable", "try again shortly")
     };
-    let mut factors = match mfa.load(shared, &scfg.keys, &p.user).await {
+    let mut factors = match mfa.load(&shared.store, &scfg.keys, &p.user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(&e)),
     };
@@ -236,7 +236,10 @@ pub async fn submit(
                         recovery: hashes,
                         ..factors
                     };
-                    if let Err(e) = mfa.save(shared, &scfg.keys, &p.user, &factors).await {
+                    if let Err(e) = mfa
+                        .save(&shared.store, &scfg.keys, &p.user, &factors, &shared.rng)
+                        .await
+                    {
                         return Ok(down(&e));
                     }
                     ("enroll", true, Some(shown))
@@ -286,7 +289,10 @@ pub async fn submit(
     }
     if method == "recovery" {
         factors.spend_recovery(&code);
-        if let Err(e) = mfa.save(shared, &scfg.keys, &p.user, &factors).await {
+        if let Err(e) = mfa
+            .save(&shared.store, &scfg.keys, &p.user, &factors, &shared.rng)
+            .await
+        {
             return Ok(down(&e));
         }
     }

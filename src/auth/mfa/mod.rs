@@ -42,21 +42,22 @@ impl MfaSettings {
     /// `user`'s factors, from wherever this gateway keeps them.
     pub async fn load(
         &self,
-        shared: &crate::gateway::Shared,
+        sessions: &crate::session::store::Store,
         keys: &crate::session::keys::KeyRing,
         user: &str,
     ) -> Result<factors::Factors, factors::FactorError> {
-        factors::load(&self.store, &shared.store, keys, user).await
+        factors::load(&self.store, sessions, keys, user).await
     }
 
     pub async fn save(
         &self,
-        shared: &crate::gateway::Shared,
+        sessions: &crate::session::store::Store,
         keys: &crate::session::keys::KeyRing,
         user: &str,
         f: &factors::Factors,
+        rng: &(dyn ring::rand::SecureRandom + Sync),
     ) -> Result<(), factors::FactorError> {
-        factors::save(&self.store, &shared.store, keys, user, f, &shared.rng).await
+        factors::save(&self.store, sessions, keys, user, f, rng).await
     }
 
     /// Must `id` use a second factor at every login?

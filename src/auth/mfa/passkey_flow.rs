@@ -191,7 +191,7 @@ pub async fn register_options(
         Err(r) => return Ok(r),
     };
     let user = active.record.identity.user.clone();
-    let f = match mfa.load(shared, &scfg.keys, &user).await {
+    let f = match mfa.load(&shared.store, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -304,7 +304,7 @@ pub async fn register(
             return Ok(refused(400, why, "the passkey was not accepted"));
         }
     };
-    let mut f = match mfa.load(shared, &scfg.keys, &user).await {
+    let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -324,7 +324,10 @@ pub async fn register(
         used_ms: 0,
         key,
     });
-    if let Err(e) = mfa.save(shared, &scfg.keys, &user, &f).await {
+    if let Err(e) = mfa
+        .save(&shared.store, &scfg.keys, &user, &f, &shared.rng)
+        .await
+    {
         return Ok(down(ctx, &e));
     }
     count(shared, ENROLL, "success");
@@ -373,7 +376,7 @@ pub async fn login_options(
             let Some(p) = open_pending(shared, s, scfg) else {
                 return Ok(refused(400, "expired", "sign in again"));
             };
-            let f = match mfa.load(shared, &scfg.keys, &p.user).await {
+            let f = match mfa.load(&shared.store, &scfg.keys, &p.user).await {
                 Ok(f) => f,
                 Err(e) => return Ok(down(ctx, &e)),
             };
@@ -550,7 +553,7 @@ pub async fn login(
             "this passkey is not registered here",
         ));
     };
-    let mut f: Factors = match mfa.load(shared, &scfg.keys, &user).await {
+    let mut f: Factors = match mfa.load(&shared.store, &scfg.keys, &user).await {
         Ok(f) => f,
         Err(e) => return Ok(down(ctx, &e)),
     };
@@ -592,7 +595,10 @@ pub async fn login(
             k.used_ms = now;
         }
     }
-    if let Err(e) = mfa.save(shared, &scfg.keys, &user, &f).await {
+    if let Err(e) = mfa
+        .save(&shared.store, &scfg.keys, &user, &f, &shared.rng)
+        .await
+    {
         return Ok(down(ctx, &e));
     }
     let (methods, rd): (&[&str], String) = match &pending {
