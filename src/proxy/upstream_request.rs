@@ -5,21 +5,31 @@
 use super::Gateway;
 use crate::request::{client_ip, RequestCtx};
 use crate::router;
-use crate::session;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 use std::time::Instant;
 
-// Names handed to pingora's `insert_header` as `&'static str`: a `HeaderName` that is not
-// one of the few pingora knows would be copied into a fresh case-preserving buffer on every
-// insert; a static string is used in place. Lower case, as the wire has always shown them.
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub(super) const X_REQUEST_ID: &str = "x-request-id";
+// The gateway's own headers, as `http` names built at compile time: inserted straight into
+// the request's `HeaderMap`, they are neither parsed nor copied per request (pingora's
+// `insert_header` parses every name it is given and copies any name it does not know).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+// The gateway's own answers and HSTS go through pingora's `insert_header`, which takes a
+// `&'static str` without copying it. Lower case, as the wire has always shown them.
 pub(super) const HSTS: &str = "strict-transport-security";
+
+/// Room the upstream request's header map is rebuilt with, beyond the client's headers:
+/// X-Forwarded-For, -Proto, -Host, X-Request-Id and Host (5), the three identity headers
+/// and an identity assertion (4), and spare slots for headers added after the identity
+/// (an access token) so that none of them grows the map.
+const ADDED_HEADERS: usize = 11;
 
 /// A healthy target of the route's upstream, with its timeouts.
 pub(super) fn peer(gw: &Gateway, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
@@ -60,14 +70,67 @@ pub(super) fn prepare(
     if stripped > 0 {
         tracing::debug!(request_id = %ctx.request_id, stripped, "removed client-sent gateway headers");
     }
+    // Step 3: the upstream receives exactly the path that was authorized.
+    let uri = authorized_target(req, ctx)?;
+    // The upstream request is pingora's copy of the client's, its header maps sized exactly
+    // to the client's headers: every header added below would grow them. Rebuilt once from
+    // its `http` parts with room for what the gateway adds, it takes them without growing
+    // and without a second, case-preserving map. Names pingora knows go out title-cased,
+    // others in lower case (the case the client chose is not kept; HTTP/2 drops it anyway).
+    let raw_target = (uri.is_none() && !target_round_trips(req)).then(|| req.raw_path().to_vec());
+    let mut parts: http::request::Parts = std::mem::replace(
+        req,
+        RequestHeader::from(http::Request::new(()).into_parts().0),
+    )
+    .into();
+    parts
+        .headers
+        .try_reserve(ADDED_HEADERS)
+        .map_err(|_| Error::explain(ErrorType::InternalError, "too many request headers"))?;
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
+    let headers = &mut parts.headers;
     if let Some(scfg) = &cfg.session {
-        forward_cookies(req, &scfg.cookie_name)?;
+        forward_cookies(headers, &scfg.cookie_name)?;
         if cfg.oidc.is_some() {
             // The sealed login state of an OpenID sign-in in flight is ours too.
-            forward_cookies(req, crate::auth::oidc::endpoints::state_cookie_name(scfg))?;
+            forward_cookies(
+                headers,
+                crate::auth::oidc::endpoints::state_cookie_name(scfg),
+            )?;
         }
     }
-    // Step 9: verified identity and the gateway's own forwarding headers.
+    // Step 9, the gateway's own forwarding headers.
+    headers.insert(X_FORWARDED_FOR, value(client_ip(session))?);
+    headers.insert(X_FORWARDED_PROTO, if ctx.tls { HTTPS } else { HTTP });
+    if ctx.host_raw.is_some() {
+        // Host as the client sent it: the parsed value shares the request's buffer, so the
+        // copy is a reference count, not an allocation.
+        match headers.get(http::header::HOST).cloned() {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+            // HTTP/2 and HTTP/1.0 may come without one: the authority read in step 1.
+            None => {
+                let host = HeaderValue::from_str(ctx.host_raw.as_deref().unwrap_or_default())
+                    .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "invalid host"))?;
+                headers.insert(X_FORWARDED_HOST, host.clone());
+                headers.insert(http::header::HOST, host);
+            }
+        }
+    }
+    headers.insert(
+        REQUEST_ID,
+        HeaderValue::from_bytes(ctx.request_id.as_str().as_bytes())
+            .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?,
+    );
+    *req = RequestHeader::from(parts);
+    if let Some(raw) = raw_target {
+        req.set_raw_path(&raw)?;
+    }
+    // Step 9: the verified identity. Headers added from here on fit in the room reserved
+    // above (ADDED_HEADERS counts them).
     if let Some(id) = &ctx.identity {
         cfg.identity.inject(req, id)?;
         if let Some(a) = &cfg.assertion {
@@ -89,41 +152,50 @@ pub(super) fn prepare(
             }
         }
     }
-    req.insert_header(X_FORWARDED_FOR, client_ip(session))?;
-    req.insert_header(X_FORWARDED_PROTO, ctx.scheme())?;
-    if let Some(h) = &ctx.host_raw {
-        req.insert_header(X_FORWARDED_HOST, h.as_str())?;
-        if !req.headers.contains_key(http::header::HOST) {
-            req.insert_header(http::header::HOST, h.as_str())?;
-        }
-    }
-    req.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
-    // Step 3: the upstream receives exactly the path that was authorized. Most requests
-    // arrive already normalized in origin form; when the bytes pingora would send are
-    // exactly those, the target is left as it is (no format, parse and allocation).
-    if let Some(route) = ctx
+    Ok(())
+}
+
+/// The request target to send instead of the client's, when they differ: the normalized
+/// path (less the route's prefix when it strips it) and the query. Most requests arrive
+/// already normalized in origin form; then the client's target goes on as it is (no
+/// format, parse and allocation).
+fn authorized_target(req: &RequestHeader, ctx: &RequestCtx) -> pingora::Result<Option<http::Uri>> {
+    let Some(route) = ctx
         .route
         .as_ref()
         .filter(|r| r.strip_prefix || !is_target(req.raw_path(), &ctx.path, ctx.query.as_deref()))
-    {
-        let path = if route.strip_prefix {
-            router::strip_prefix(&route.prefix, &ctx.path)
-        } else {
-            ctx.path.as_str().into()
-        };
-        let target = match &ctx.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
-        };
-        let uri: http::Uri = target.parse().map_err(|_| {
-            Error::explain(
-                ErrorType::HTTPStatus(400),
-                "request target not representable",
-            )
-        })?;
-        req.set_uri(uri);
-    }
-    Ok(())
+    else {
+        return Ok(None);
+    };
+    let path = if route.strip_prefix {
+        router::strip_prefix(&route.prefix, &ctx.path)
+    } else {
+        ctx.path.as_str().into()
+    };
+    let target = match &ctx.query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    target.parse().map(Some).map_err(|_| {
+        Error::explain(
+            ErrorType::HTTPStatus(400),
+            "request target not representable",
+        )
+    })
+}
+
+/// Does the URI alone reproduce the request target? It does for origin form; a target it
+/// does not (absolute form) has to be set again after the request is rebuilt from parts.
+fn target_round_trips(req: &RequestHeader) -> bool {
+    req.uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path())
+}
+
+/// A header value from text the gateway produced, without copying it.
+fn value(text: String) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .map_err(|_| Error::explain(ErrorType::InternalError, "header value not representable"))
 }
 
 /// Is `raw` exactly `path`, followed by `?query` when there is one?
@@ -138,32 +210,47 @@ fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
 }
 
 /// design.md step 5: the cookie `name` is the gateway's own; the app gets the client's
-/// other cookies, merged into one header.
-fn forward_cookies(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
-    let mut all = req.headers.get_all(http::header::COOKIE).iter();
+/// other cookies, merged into one header (a header that is not visible ASCII is dropped).
+fn forward_cookies(headers: &mut HeaderMap, name: &str) -> pingora::Result<()> {
+    let mut all = headers.get_all(http::header::COOKIE).iter();
     match (all.next(), all.next()) {
         (None, _) => return Ok(()),
         // The common case needs no rewrite: one header that cannot hold our cookie.
         (Some(one), None) if one.to_str().is_ok_and(|v| !v.contains(name)) => return Ok(()),
         _ => {}
     }
-    let cookies: Vec<String> = req
-        .headers
+    // The pairs that are not ours, in order, joined as `session::cookie::without` joins
+    // them: built in one buffer rather than through a copy of every header and a join.
+    let mut kept = String::new();
+    for pair in headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
-    req.remove_header(&http::header::COOKIE);
-    if let Some(rest) = session::cookie::without(&cookies.join("; "), name) {
-        req.insert_header(http::header::COOKIE, rest)?;
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && cookie_name(p) != name)
+    {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    headers.remove(http::header::COOKIE);
+    if !kept.is_empty() {
+        headers.insert(http::header::COOKIE, value(kept)?);
     }
     Ok(())
+}
+
+/// The name of a trimmed `name=value` cookie pair (the whole pair when it has no `=`).
+fn cookie_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(n, _)| n.trim_end())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session;
 
     #[test]
     fn targets_compare_byte_for_byte() {
@@ -176,5 +263,54 @@ mod tests {
         assert!(!is_target(b"/a/b/", "/a/b", None));
         assert!(!is_target(b"http://h/a/b", "/a/b", None));
         assert!(!is_target(b"/a/b?x=2", "/a/b", Some("x=1")));
+    }
+
+    /// The client's Cookie headers as the app gets them, by the shared rule
+    /// (`session::cookie::without` over the headers joined) and by `forward_cookies`.
+    fn both_ways(values: &[&[u8]], name: &str) -> (Option<String>, Option<String>) {
+        let texts: Vec<&str> = values
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter(|v| HeaderValue::from_str(v).is_ok_and(|h| h.to_str().is_ok()))
+            .collect();
+        let single_untouched = values.len() == 1 && texts.len() == 1 && !texts[0].contains(name);
+        let expected = if single_untouched {
+            Some(texts[0].to_string())
+        } else {
+            session::cookie::without(&texts.join("; "), name)
+        };
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(http::header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        forward_cookies(&mut headers, name).unwrap();
+        assert!(headers.get_all(http::header::COOKIE).iter().count() <= 1);
+        let got = headers
+            .get(http::header::COOKIE)
+            .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap());
+        (expected, got)
+    }
+
+    #[test]
+    fn cookies_forwarded_as_the_shared_rule_says() {
+        let cases: &[&[&[u8]]] = &[
+            &[],
+            &[b"session=abc"],
+            &[b"session = abc"],
+            &[b"a=1; session=abc; b=2"],
+            &[b"a=1;session=abc;;  b=2 ; "],
+            &[b"sessions=1; xsession=2"],
+            &[b"a=1", b"session=abc", b"b=2"],
+            &[b"a=1", b"b=2"],
+            &[b"session"],
+            &[b"a=1; session"],
+            &[b"caf\xc3\xa9=1; session=abc", b"b=2"],
+            &[b"caf\xc3\xa9=1"],
+            &[b"  a=1 ;  b=2"],
+        ];
+        for values in cases {
+            let (expected, got) = both_ways(values, "session");
+            assert_eq!(got, expected, "{values:?}");
+        }
     }
 }
