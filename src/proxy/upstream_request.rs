@@ -3,6 +3,7 @@
 //! headers and the authorized path go out. Also the choice of the upstream target.
 
 use super::Gateway;
+use crate::identity::{Identity, IdentityHeaders};
 use crate::request::{client_ip, RequestCtx};
 use crate::router;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -72,25 +73,8 @@ pub(super) fn prepare(
     }
     // Step 3: the upstream receives exactly the path that was authorized.
     let uri = authorized_target(req, ctx)?;
-    // The upstream request is pingora's copy of the client's, its header maps sized exactly
-    // to the client's headers: every header added below would grow them. Rebuilt once from
-    // its `http` parts with room for what the gateway adds, it takes them without growing
-    // and without a second, case-preserving map. Names pingora knows go out title-cased,
-    // others in lower case (the case the client chose is not kept; HTTP/2 drops it anyway).
-    let raw_target = (uri.is_none() && !target_round_trips(req)).then(|| req.raw_path().to_vec());
-    let mut parts: http::request::Parts = std::mem::replace(
-        req,
-        RequestHeader::from(http::Request::new(()).into_parts().0),
-    )
-    .into();
-    parts
-        .headers
-        .try_reserve(ADDED_HEADERS)
-        .map_err(|_| Error::explain(ErrorType::InternalError, "too many request headers"))?;
-    if let Some(uri) = uri {
-        parts.uri = uri;
-    }
-    let headers = &mut parts.headers;
+    let mut rebuilt = Rebuilt::take(req, uri)?;
+    let headers = &mut rebuilt.parts.headers;
     if let Some(scfg) = &cfg.session {
         forward_cookies(headers, &scfg.cookie_name)?;
         if cfg.oidc.is_some() {
@@ -101,7 +85,80 @@ pub(super) fn prepare(
             )?;
         }
     }
-    // Step 9, the gateway's own forwarding headers.
+    // Step 9: the verified identity, then the gateway's own forwarding headers (last, so
+    // that they win over an identity header configured with the same name, as before).
+    if let Some(id) = &ctx.identity {
+        identity_headers(headers, &cfg.identity, id)?;
+        if let Some(a) = &cfg.assertion {
+            // A session's identity is fixed; a token's may differ from the last token
+            // for the same user, so the whole identity keys the cache then.
+            let by_identity;
+            let cache_key: &[u8] = match &ctx.session {
+                Some(s) if !ctx.bearer => &s.key.0[..],
+                _ => {
+                    by_identity =
+                        format!("jwt\0{}\0{}\0{}", id.user, id.email, id.groups.join("\0"));
+                    by_identity.as_bytes()
+                }
+            };
+            let now = gw.shared.clock.now_ms() / 1000;
+            let aud = ctx.host.as_deref().unwrap_or("");
+            if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {
+                headers.insert(a.header.clone(), value(token)?);
+            }
+        }
+    }
+    forwarding_headers(headers, session, ctx)?;
+    rebuilt.put_back(req)?;
+    // Headers added to `req` from here on (an access token) fit in the room reserved by
+    // `Rebuilt::take` (ADDED_HEADERS counts them).
+    Ok(())
+}
+
+/// The upstream request is pingora's copy of the client's, its header maps sized exactly
+/// to the client's headers: every header the gateway adds would grow them, and pingora's
+/// `insert_header` parses (and for names it does not know, copies) every name. Taken apart
+/// into its `http` parts once, it gets room for what the gateway adds, and the headers go
+/// into one map as ready-made `HeaderName`s; put back, it has no second, case-preserving
+/// map: names pingora knows go out title-cased, others in lower case (the case the client
+/// chose is not kept; HTTP/2 drops it anyway).
+struct Rebuilt {
+    parts: http::request::Parts,
+    /// A target the URI does not reproduce (absolute form) is set again afterwards.
+    raw_target: Option<Vec<u8>>,
+}
+
+impl Rebuilt {
+    fn take(req: &mut RequestHeader, uri: Option<http::Uri>) -> pingora::Result<Self> {
+        let raw_target =
+            (uri.is_none() && !target_round_trips(req)).then(|| req.raw_path().to_vec());
+        let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: http::request::Parts = std::mem::replace(req, empty).into();
+        parts
+            .headers
+            .try_reserve(ADDED_HEADERS)
+            .map_err(|_| Error::explain(ErrorType::InternalError, "too many request headers"))?;
+        if let Some(uri) = uri {
+            parts.uri = uri;
+        }
+        Ok(Self { parts, raw_target })
+    }
+
+    fn put_back(self, req: &mut RequestHeader) -> pingora::Result<()> {
+        *req = RequestHeader::from(self.parts);
+        match self.raw_target {
+            Some(raw) => req.set_raw_path(&raw),
+            None => Ok(()),
+        }
+    }
+}
+
+/// X-Forwarded-For, -Proto and -Host, X-Request-Id, and Host when the client sent none.
+fn forwarding_headers(
+    headers: &mut HeaderMap,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> pingora::Result<()> {
     headers.insert(X_FORWARDED_FOR, value(client_ip(session))?);
     headers.insert(X_FORWARDED_PROTO, if ctx.tls { HTTPS } else { HTTP });
     if ctx.host_raw.is_some() {
@@ -120,37 +177,29 @@ pub(super) fn prepare(
             }
         }
     }
-    headers.insert(
-        REQUEST_ID,
-        HeaderValue::from_bytes(ctx.request_id.as_str().as_bytes())
-            .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?,
-    );
-    *req = RequestHeader::from(parts);
-    if let Some(raw) = raw_target {
-        req.set_raw_path(&raw)?;
+    let id = HeaderValue::from_bytes(ctx.request_id.as_str().as_bytes())
+        .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?;
+    headers.insert(REQUEST_ID, id);
+    Ok(())
+}
+
+/// The identity headers by `IdentityHeaders::inject`'s rule (user always, email and groups
+/// when there are any), with the configured names cloned rather than parsed and copied.
+fn identity_headers(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    id: &Identity,
+) -> pingora::Result<()> {
+    let text = |v: &str| {
+        HeaderValue::from_str(v)
+            .map_err(|_| Error::explain(ErrorType::InternalError, "identity not representable"))
+    };
+    headers.insert(names.user.clone(), text(&id.user)?);
+    if !id.email.is_empty() {
+        headers.insert(names.email.clone(), text(&id.email)?);
     }
-    // Step 9: the verified identity. Headers added from here on fit in the room reserved
-    // above (ADDED_HEADERS counts them).
-    if let Some(id) = &ctx.identity {
-        cfg.identity.inject(req, id)?;
-        if let Some(a) = &cfg.assertion {
-            // A session's identity is fixed; a token's may differ from the last token
-            // for the same user, so the whole identity keys the cache then.
-            let by_identity;
-            let cache_key: &[u8] = match &ctx.session {
-                Some(s) if !ctx.bearer => &s.key.0[..],
-                _ => {
-                    by_identity =
-                        format!("jwt\0{}\0{}\0{}", id.user, id.email, id.groups.join("\0"));
-                    by_identity.as_bytes()
-                }
-            };
-            let now = gw.shared.clock.now_ms() / 1000;
-            let aud = ctx.host.as_deref().unwrap_or("");
-            if let Some(token) = a.token(cache_key, id, aud, &ctx.own_origin(), now) {
-                req.insert_header(a.header.clone(), token)?;
-            }
-        }
+    if !id.groups.is_empty() {
+        headers.insert(names.groups.clone(), value(id.groups.join(","))?);
     }
     Ok(())
 }
@@ -211,19 +260,23 @@ fn is_target(raw: &[u8], path: &str, query: Option<&str>) -> bool {
 
 /// design.md step 5: the cookie `name` is the gateway's own; the app gets the client's
 /// other cookies, merged into one header (a header that is not visible ASCII is dropped).
+/// The result is `session::cookie::without` over the headers joined; one header that
+/// does not contain `name` at all goes on untouched.
 fn forward_cookies(headers: &mut HeaderMap, name: &str) -> pingora::Result<()> {
-    let mut all = headers.get_all(http::header::COOKIE).iter();
-    match (all.next(), all.next()) {
-        (None, _) => return Ok(()),
-        // The common case needs no rewrite: one header that cannot hold our cookie.
-        (Some(one), None) if one.to_str().is_ok_and(|v| !v.contains(name)) => return Ok(()),
-        _ => {}
+    // One lookup of the Cookie entry for reading, deciding and replacing.
+    let http::header::Entry::Occupied(mut entry) = headers.entry(http::header::COOKIE) else {
+        return Ok(());
+    };
+    let mut values = entry.iter();
+    if let (Some(one), None) = (values.next(), values.next()) {
+        if one.to_str().is_ok_and(|v| !v.contains(name)) {
+            return Ok(());
+        }
     }
-    // The pairs that are not ours, in order, joined as `session::cookie::without` joins
-    // them: built in one buffer rather than through a copy of every header and a join.
+    // The pairs that are not ours, in order, built in one buffer rather than through a
+    // copy of every header and a join.
     let mut kept = String::new();
-    for pair in headers
-        .get_all(http::header::COOKIE)
+    for pair in entry
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
@@ -235,9 +288,11 @@ fn forward_cookies(headers: &mut HeaderMap, name: &str) -> pingora::Result<()> {
         }
         kept.push_str(pair);
     }
-    headers.remove(http::header::COOKIE);
-    if !kept.is_empty() {
-        headers.insert(http::header::COOKIE, value(kept)?);
+    if kept.is_empty() {
+        entry.remove_entry_mult();
+    } else {
+        // Replaces every value the client sent with the one merged header.
+        entry.insert(value(kept)?);
     }
     Ok(())
 }
@@ -307,6 +362,7 @@ mod tests {
             &[b"caf\xc3\xa9=1; session=abc", b"b=2"],
             &[b"caf\xc3\xa9=1"],
             &[b"  a=1 ;  b=2"],
+            &[b"session=abc", b"session=def"],
         ];
         for values in cases {
             let (expected, got) = both_ways(values, "session");
