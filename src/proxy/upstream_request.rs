@@ -162,8 +162,8 @@ fn forwarding_headers(
     headers.insert(X_FORWARDED_FOR, value(client_ip(session))?);
     headers.insert(X_FORWARDED_PROTO, if ctx.tls { HTTPS } else { HTTP });
     if ctx.host_raw.is_some() {
-        // Host as the client sent it: the parsed value shares the request's buffer, so the
-        // copy is a reference count, not an allocation.
+        // Host as the client sent it: a clone of the value shares its bytes rather than
+        // copying the text.
         match headers.get(http::header::HOST).cloned() {
             Some(host) => {
                 headers.insert(X_FORWARDED_HOST, host);
