@@ -29,9 +29,10 @@ install_missing valgrind=valgrind nginx=nginx cmake=cmake curl=curl python3=pyth
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
 
-# The same build as benches/load.sh.
+# The same build as benches/load.sh. PORTCULLIS_BIN=path counts another build of
+# portcullis instead (an A/B against a saved binary; bare pingora is still built here).
 cargo build --release -q --bin portcullis --example bare_pingora
-BIN=$PWD/target/release/portcullis
+BIN=${PORTCULLIS_BIN:-$PWD/target/release/portcullis}
 BARE=$PWD/target/release/examples/bare_pingora
 
 WORK=$(mktemp -d)

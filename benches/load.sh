@@ -16,7 +16,12 @@
 #      near-cache serves the session, Redis sees touches and heartbeats)
 #   8. portcullis, authenticated route, store = "memcached" (a local memcached, no
 #      near-cache: every request is one round trip to memcached)
-# and the ratios to 2. Results also go to target/load-bench.txt.
+#   9. Caddy (Debian package) forward_auth -> portcullis /.auth/verify -> upstream
+# and the ratios to 2 and to 6. For every subject also the CPU time its own processes
+# (every thread; for 5 and 9 the front proxy and portcullis together) spent per request,
+# read from /proc/PID/task/*/schedstat around each wrk run: on two cores throughput also
+# measures who takes the load generator's core, CPU per request does not.
+# Results also go to target/load-bench.txt.
 # Numbers are measurements, not assertions: nothing here passes or fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +36,7 @@ RATE=${RATE:-5000}         # fixed request rate for the latency phase (oha -q)
 RATE_DURATION=${RATE_DURATION:-10s}
 
 source benches/common.sh
-install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server memcached=memcached
+install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server memcached=memcached caddy=caddy
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ensure_oha
 
@@ -41,11 +46,13 @@ BARE=target/release/examples/bare_pingora
 
 WORK=$(mktemp -d)
 PIDS=()
+declare -A PROC   # process (nginx: master) of each server, by name
 trap bench_cleanup EXIT
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 UP=$(free_port); NGX=$(free_port); NGXA=$(free_port); PC=$(free_port); ADM=$(free_port); BP=$(free_port)
+CADDY_PORT=$(free_port)
 RP=$(free_port); PCR=$(free_port); ADMR=$(free_port)
 MP=$(free_port); PCM=$(free_port); ADMM=$(free_port)
 
@@ -67,6 +74,7 @@ http {
 NGINX
   "$NGINX" -c "$WORK/$1/nginx.conf" -p "$WORK/$1" &
   PIDS+=($!)
+  PROC[$1]=$!
 }
 
 # The upstream: a separate nginx returning a small static body.
@@ -89,6 +97,7 @@ bench_users "$WORK" "$BIN" "$PW"
 bench_gateway_toml "$PC" "$ADM" "$UP" "$WORKERS" > "$WORK/gateway.toml"
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway.toml" 2>"$WORK/portcullis.log" &
 PIDS+=($!)
+PROC[portcullis]=$!
 # The same gateway with its sessions in Redis.
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
@@ -98,6 +107,7 @@ printf '[redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$RP" >> "$WORK/gateway-redis
 wait_port "$RP"
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway-redis.toml" 2>"$WORK/portcullis-redis.log" &
 PIDS+=($!)
+PROC[portcullis-redis]=$!
 # And with its sessions in memcached.
 memcached -l 127.0.0.1 -p "$MP" -U 0 -m 64 -u nobody >"$WORK/memcached.log" 2>&1 &
 PIDS+=($!)
@@ -107,10 +117,33 @@ printf '[memcached]\nservers = ["127.0.0.1:%s"]\n' "$MP" >> "$WORK/gateway-memca
 wait_port "$MP"
 RUST_LOG=${PORTCULLIS_LOG:-warn} "$BIN" run -c "$WORK/gateway-memcached.toml" 2>"$WORK/portcullis-memcached.log" &
 PIDS+=($!)
+PROC[portcullis-memcached]=$!
 # Reference: a bare pingora proxy with nothing of ours in it.
 RUST_LOG=warn "$BARE" "127.0.0.1:$BP" "127.0.0.1:$UP" "$WORKERS" 2>"$WORK/bare.log" &
 PIDS+=($!)
-for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR $PCM $ADMM; do wait_port "$p"; done
+PROC[bare]=$!
+# Caddy's forward_auth against the same verify endpoint (GOMAXPROCS: Caddy's knob for
+# the worker count), with its admin API and automatic HTTPS off (Caddy keeps no access
+# log unless told to).
+cat > "$WORK/Caddyfile" <<CADDY
+{
+  admin off
+  auto_https off
+  skip_install_trust
+}
+http://127.0.0.1:$CADDY_PORT {
+  forward_auth 127.0.0.1:$PC {
+    uri /.auth/verify
+    copy_headers X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups
+  }
+  reverse_proxy 127.0.0.1:$UP
+}
+CADDY
+GOMAXPROCS=$WORKERS XDG_DATA_HOME="$WORK" XDG_CONFIG_HOME="$WORK" \
+  caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+PIDS+=($!)
+PROC[caddy]=$!
+for p in $UP $NGX $NGXA $PC $ADM $BP $PCR $ADMR $PCM $ADMM $CADDY_PORT; do wait_port "$p"; done
 
 COOKIE=$(login_cookie "$PC" "$PW")
 [ -n "$COOKIE" ] || { echo "login failed" >&2; cat "$WORK/portcullis.log" >&2; exit 1; }
@@ -126,14 +159,30 @@ COOKIE_M=$(login_cookie "$PCM" "$PW")
 for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "$url did not answer 200" >&2; exit 1; }
 done
-for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x"; do
+for url in "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$CADDY_PORT/x"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$url")" = 200 ] || { echo "$url did not answer 200 with a session" >&2; exit 1; }
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$url did not answer 401 without a session" >&2; exit 1; }
 done
 
-NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)" "portcullis auth (redis)" "portcullis auth (memcached)")
-URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/" "http://127.0.0.1:$PCR/x" "http://127.0.0.1:$PCM/x")
-HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "" "Cookie: $COOKIE_R" "Cookie: $COOKIE_M")
+NAMES=("upstream direct" "nginx proxy" "portcullis public" "portcullis authenticated" "nginx auth_request+verify" "bare pingora (reference)" "portcullis auth (redis)" "portcullis auth (memcached)" "caddy forward_auth+verify")
+URLS=("http://127.0.0.1:$UP/" "http://127.0.0.1:$NGX/" "http://127.0.0.1:$PC/public/x" "http://127.0.0.1:$PC/x" "http://127.0.0.1:$NGXA/x" "http://127.0.0.1:$BP/" "http://127.0.0.1:$PCR/x" "http://127.0.0.1:$PCM/x" "http://127.0.0.1:$CADDY_PORT/x")
+HDRS=("" "" "" "Cookie: $COOKIE" "Cookie: $COOKIE" "" "Cookie: $COOKIE_R" "Cookie: $COOKIE_M" "Cookie: $COOKIE")
+# The servers whose CPU each subject is charged with (the upstream's is the same for all).
+SERVERS=("upstream" "proxy" "portcullis" "portcullis" "authreq portcullis" "bare" "portcullis-redis" "portcullis-memcached" "caddy portcullis")
+
+# cpu_ns NAME...: CPU time in ns of these servers' processes, every thread, nginx's workers
+# included (the scheduler's run time from schedstat: nanoseconds, not clock ticks).
+cpu_ns() {
+  local total=0 name pid task run
+  for name in "$@"; do
+    for pid in "${PROC[$name]}" $(pgrep -P "${PROC[$name]}" || true); do
+      for task in /proc/"$pid"/task/*/schedstat; do
+        read -r run _ < "$task" 2>/dev/null && total=$((total + run))
+      done
+    done
+  done
+  echo "$total"
+}
 
 # wrk latency in ms from "50%    1.23ms" style lines.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f\n", v}'; }
@@ -143,14 +192,19 @@ for r in $(seq 1 "$ROUNDS"); do
   for i in "${!NAMES[@]}"; do
     args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" --latency)
     [ -n "${HDRS[$i]}" ] && args+=(-H "${HDRS[$i]}")
+    read -ra servers <<< "${SERVERS[$i]}"
+    before=$(cpu_ns "${servers[@]}")
     out=$(wrk "${args[@]}" "${URLS[$i]}")
+    after=$(cpu_ns "${servers[@]}")
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    cpu_us=$(awk -v a="$before" -v b="$after" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) / 1000 / (n > 0 ? n : 1)}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
     p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
     errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
     [ -n "$errs" ] && echo "warning: ${NAMES[$i]} round $r: $errs" >&2
-    echo "$i $rps $p50 $p99" >> "$RES"
-    printf '  round %d  %-28s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$r" "${NAMES[$i]}" "$rps" "$p50" "$p99" >&2
+    echo "$i $rps $p50 $p99 $cpu_us" >> "$RES"
+    printf '  round %d  %-28s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %6.2f us/req\n' "$r" "${NAMES[$i]}" "$rps" "$p50" "$p99" "$cpu_us" >&2
   done
 done
 
@@ -178,14 +232,22 @@ done
   echo "portcullis load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -sr)"
   echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; $WORKERS nginx worker(s) / portcullis thread(s); upstream: 1-worker nginx static body"
-  printf '%-28s %12s %10s %10s %12s\n' "" "req/s" "p50 ms" "p99 ms" "vs nginx"
+  echo "cpu us/req: CPU time of the subject's own processes (all threads) per request; 5 and 9 include portcullis' verify"
+  printf '%-28s %10s %8s %8s %10s %9s %9s %11s %11s\n' "" "req/s" "p50 ms" "p99 ms" "cpu us/req" "vs nginx" "vs bare" "cpu/nginx" "cpu/bare"
   base=$(awk '$1==1 {print $2}' "$RES" | median)
+  bare=$(awk '$1==5 {print $2}' "$RES" | median)
+  base_cpu=$(awk '$1==1 {print $5}' "$RES" | median)
+  bare_cpu=$(awk '$1==5 {print $5}' "$RES" | median)
   for i in "${!NAMES[@]}"; do
     rps=$(awk -v i="$i" '$1==i {print $2}' "$RES" | median)
     p50=$(awk -v i="$i" '$1==i {print $3}' "$RES" | median)
     p99=$(awk -v i="$i" '$1==i {print $4}' "$RES" | median)
-    ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2fx", a/b}')
-    printf '%-28s %12.0f %10.3f %10.3f %12s\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$ratio"
+    cpu=$(awk -v i="$i" '$1==i {print $5}' "$RES" | median)
+    printf '%-28s %10.0f %8.3f %8.3f %10.2f %9s %9s %11s %11s\n' "${NAMES[$i]}" "$rps" "$p50" "$p99" "$cpu" \
+      "$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2fx", a/b}')" \
+      "$(awk -v a="$rps" -v b="$bare" 'BEGIN {printf "%.2fx", a/b}')" \
+      "$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN {printf "%.2fx", a/b}')" \
+      "$(awk -v a="$cpu" -v b="$bare_cpu" 'BEGIN {printf "%.2fx", a/b}')"
   done
   mem=$(awk '$1==3 {print $2}' "$RES" | median)
   red=$(awk '$1==6 {print $2}' "$RES" | median)

@@ -21,6 +21,7 @@ use crate::respond::Reply;
 use crate::router;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::Error;
@@ -121,6 +122,11 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(&self.shared)
     }
+
+    /// No downstream modules. pingora's default adds its response compression module,
+    /// disabled, and a disabled module still builds a context and runs its filters on
+    /// every request; the gateway compresses nothing (that is the app's choice).
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     /// Steps 1-8; `Ok(true)` when the gateway answered itself.
     async fn request_filter(

@@ -2,12 +2,18 @@
 //! gateway's alone; `Portcullis-Login`/`-Logout` from issuing upstreams are acted on;
 //! cookie sessions slide; HSTS and the request id go on every response.
 
-use super::upstream_request::{HSTS, X_REQUEST_ID};
+use super::upstream_request::{HSTS, REQUEST_ID};
 use super::Gateway;
 use crate::request::RequestCtx;
 use crate::session;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
-use pingora::ErrorType;
+use pingora::{Error, ErrorType};
+
+/// Room a response's header map is rebuilt with, beyond the upstream's headers: what this
+/// filter may add (X-Request-Id, HSTS, a Set-Cookie and Cache-Control) and what pingora adds
+/// when it writes the response (Date, Connection).
+const ADDED_HEADERS: usize = 6;
 
 /// The response as the client gets it.
 pub(super) async fn filter(
@@ -15,6 +21,7 @@ pub(super) async fn filter(
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
+    with_room(resp, ctx)?;
     // Step 10: an upstream must not set or clear the gateway's cookie.
     if let Some(scfg) = &ctx.config.session {
         let name = scfg.cookie_name.as_str();
@@ -65,7 +72,36 @@ pub(super) async fn filter(
     if let Some(h) = gw.hsts(ctx) {
         resp.insert_header(HSTS, h)?;
     }
-    resp.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+    Ok(())
+}
+
+/// The upstream's response head comes with header maps sized exactly to its headers, so
+/// the request id, and then pingora's Date and Connection, would each grow both of them.
+/// Rebuilt once from its `http` parts with room for those, it takes them without growing
+/// and without the second, case-preserving map: names pingora knows (Content-Type,
+/// Content-Length, Date, Server, Set-Cookie, Cache-Control, ...) go out title-cased as
+/// before, others in lower case. The reason phrase is kept.
+fn with_room(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != resp.status.canonical_reason())
+        .map(str::to_owned);
+    let mut parts: http::response::Parts = std::mem::replace(
+        resp,
+        ResponseHeader::from(http::Response::new(()).into_parts().0),
+    )
+    .into();
+    parts
+        .headers
+        .try_reserve(ADDED_HEADERS)
+        .map_err(|_| Error::explain(ErrorType::InternalError, "too many response headers"))?;
+    let id = HeaderValue::from_bytes(ctx.request_id.as_str().as_bytes())
+        .map_err(|_| Error::explain(ErrorType::InternalError, "request id"))?;
+    parts.headers.insert(REQUEST_ID, id);
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        resp.set_reason_phrase(reason.as_deref())?;
+    }
     Ok(())
 }
 
