@@ -99,16 +99,6 @@ fn items(server: SocketAddr) -> u64 {
         .unwrap()
 }
 
-fn metric(g: &Gateway, prefix: &str) -> f64 {
-    admin_get(g, "/metrics")
-        .body
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn instances_share_sessions_over_two_memcached_servers() {
     let dir = TempDir::new("memcached-shared");

@@ -13,25 +13,6 @@ const COOKIE: &str = "session";
 const PENDING: &str = "portcullis-mfa";
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
-/// The code pyotp computes for `secret` (base32) at now + `offset_s`.
-fn pyotp(secret: &str, offset_s: i64) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
-            secret,
-            &offset_s.to_string(),
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "pyotp (scripts/test.sh installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// The base32 secret in the otpauth:// URI a page shows.
 fn secret_of(page: &str) -> String {
     let uri = page
@@ -130,16 +111,6 @@ fn app(gw: SocketAddr, cookie: &str) -> Resp {
         "/app",
         &[("Cookie", cookie), ("Accept", "application/json")],
     )
-}
-
-fn metric(g: &Gateway, line: &str) -> f64 {
-    admin_get(g, "/metrics")
-        .body
-        .lines()
-        .find(|l| l.starts_with(line))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]

@@ -245,16 +245,6 @@ fn session_cookie(r: &reqwest::blocking::Response) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 
-fn metric(g: &Gateway, line: &str) -> f64 {
-    admin_get(g, "/metrics")
-        .body
-        .lines()
-        .find(|l| l.starts_with(line))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn token_calls(b: &reqwest::blocking::Client, idp: &Idp) -> u64 {
     let v: serde_json::Value = b
         .get(format!("{}/_counts", idp.issuer))

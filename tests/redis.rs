@@ -114,16 +114,6 @@ fn app(h: SocketAddr, cookie: &str) -> Resp {
     )
 }
 
-fn metric(g: &Gateway, prefix: &str) -> f64 {
-    admin_get(g, "/metrics")
-        .body
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Make sure `g` serves `cookie` from its near-cache, then end the session through
 /// `end`, and measure how long `g` keeps accepting it. Returns the propagation time.
 fn propagation(g: &Gateway, cookie: &str, end: impl FnOnce()) -> Duration {
@@ -726,20 +716,6 @@ fn a_frozen_redis_costs_bounded_time_and_then_503() {
     )
     .status
         == 200));
-}
-
-/// The code pyotp computes for the base32 `secret` at now + `offset_s`.
-fn pyotp(secret: &str, offset_s: i64) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
-            secret,
-            &offset_s.to_string(),
-        ])
-        .output()
-        .expect("python3 with pyotp (scripts/test.sh installs it)");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// With `store = "redis"`, enrolled factors live in Redis (sealed) and a TOTP code spent

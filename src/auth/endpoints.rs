@@ -153,13 +153,8 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
     let m = &shared.metrics;
     let client = client_ip(s);
     // Login CSRF: a cross-site form must not log a victim into the attacker's account.
-    if let Some(why) = crate::csrf::cross_site(
-        &s.req_header().headers,
-        ctx.scheme(),
-        ctx.host_raw.as_deref(),
-    ) {
-        tracing::warn!(request_id = %ctx.request_id, client, reason = why, "cross-site login refused");
-        return Ok(Reply::error(403, "cross_site", "cross-site login refused"));
+    if let Some(r) = crate::auth::params::cross_site_refusal(s, ctx, "login") {
+        return Ok(r);
     }
     let body = match crate::auth::params::read_form(s).await? {
         Ok(b) => b,
@@ -294,13 +289,8 @@ async fn login(shared: &Shared, s: &mut Session, ctx: &mut RequestCtx) -> pingor
 
 async fn logout(shared: &Shared, s: &Session, ctx: &mut RequestCtx) -> Reply {
     // A cross-site request never ends a session (logout CSRF).
-    if let Some(why) = crate::csrf::cross_site(
-        &s.req_header().headers,
-        ctx.scheme(),
-        ctx.host_raw.as_deref(),
-    ) {
-        tracing::warn!(request_id = %ctx.request_id, reason = why, "cross-site logout refused");
-        return Reply::error(403, "cross_site", "cross-site logout refused");
+    if let Some(r) = crate::auth::params::cross_site_refusal(s, ctx, "logout") {
+        return r;
     }
     let Some(scfg) = ctx.config.session.as_ref() else {
         return Reply::error(404, "not_found", "sessions are not configured");

@@ -5,6 +5,23 @@ use crate::request::RequestCtx;
 use crate::respond::Reply;
 use pingora::proxy::Session;
 
+/// The refusal of a cross-site state-changing auth request (login, logout, a second
+/// step, an account change, a passkey ceremony), logged as "cross-site {what} refused";
+/// `None` for a same-site one.
+pub fn cross_site_refusal(s: &Session, ctx: &RequestCtx, what: &str) -> Option<Reply> {
+    let why = crate::csrf::cross_site(
+        &s.req_header().headers,
+        ctx.scheme(),
+        ctx.host_raw.as_deref(),
+    )?;
+    tracing::warn!(request_id = %ctx.request_id, client = crate::request::client_ip(s), reason = why, "cross-site {what} refused");
+    Some(Reply::error(
+        403,
+        "cross_site",
+        &format!("cross-site {what} refused"),
+    ))
+}
+
 pub fn query_param(ctx: &RequestCtx, name: &str) -> Option<String> {
     let q = ctx.query.as_deref()?;
     form_urlencoded::parse(q.as_bytes())

@@ -462,3 +462,34 @@ pub fn assert_promtool_accepts(dir: &TempDir, name: &str, metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of the first `/metrics` line that starts with `line` (0 when absent).
+pub fn metric(g: &Gateway, line: &str) -> f64 {
+    admin_get(g, "/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with(line))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The TOTP code PyPI `pyotp` computes for the base32 `secret` at now + `offset_s`: an
+/// implementation independent of the gateway's (scripts/test.sh installs it).
+pub fn pyotp(secret: &str, offset_s: i64) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))",
+            secret,
+            &offset_s.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pyotp (scripts/test.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -9,7 +9,7 @@ use super::factors::{self, TotpFactor};
 use super::{pages, totp, RECENT_AUTH_MS};
 use crate::auth::page::{escape, layout};
 use crate::gateway::Shared;
-use crate::request::{client_ip, load_session, RequestCtx};
+use crate::request::{load_session, RequestCtx};
 use crate::respond::Reply;
 use crate::session::{self, ActiveSession, Lookup, SessionConfig};
 use pingora::proxy::Session;
@@ -280,17 +280,8 @@ pub async fn submit(
     s: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Reply> {
-    if let Some(why) = crate::csrf::cross_site(
-        &s.req_header().headers,
-        ctx.scheme(),
-        ctx.host_raw.as_deref(),
-    ) {
-        tracing::warn!(request_id = %ctx.request_id, client = client_ip(s), reason = why, "cross-site account change refused");
-        return Ok(Reply::error(
-            403,
-            "cross_site",
-            "cross-site request refused",
-        ));
+    if let Some(r) = crate::auth::params::cross_site_refusal(s, ctx, "account change") {
+        return Ok(r);
     }
     let config = ctx.config.clone();
     let Some(scfg) = config.session.as_ref() else {

@@ -161,17 +161,8 @@ pub async fn submit(
     mfa: &Arc<MfaSettings>,
 ) -> pingora::Result<Reply> {
     let client = client_ip(s);
-    if let Some(why) = crate::csrf::cross_site(
-        &s.req_header().headers,
-        ctx.scheme(),
-        ctx.host_raw.as_deref(),
-    ) {
-        tracing::warn!(request_id = %ctx.request_id, client, reason = why, "cross-site second step refused");
-        return Ok(Reply::error(
-            403,
-            "cross_site",
-            "cross-site request refused",
-        ));
+    if let Some(r) = crate::auth::params::cross_site_refusal(s, ctx, "second step") {
+        return Ok(r);
     }
     let config = ctx.config.clone();
     let Some(scfg) = config.session.as_ref() else {
