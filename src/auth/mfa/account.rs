@@ -313,8 +313,11 @@ pub async fn submit(
     };
     let now = shared.clock.now_ms();
     let recent = now.saturating_sub(active.record.auth.time_ms) <= RECENT_AUTH_MS;
-    match field("action").as_str() {
-        "end" => {
+    let action = field("action");
+    // The factor actions below run only with `[mfa]` on (the `None` arm answers 404), so
+    // each takes the settings from the pattern.
+    match (action.as_str(), config.mfa.as_deref()) {
+        ("end", _) => {
             let Some(key) = session::open_handle(&scfg.keys, &field("handle")) else {
                 return Ok(Reply::error(400, "bad_handle", "no such session"));
             };
@@ -331,7 +334,7 @@ pub async fn submit(
                 Err(e) => Ok(down(&e)),
             }
         }
-        "end-others" => match session::list_user(scfg, &shared.backends(), &user).await {
+        ("end-others", _) => match session::list_user(scfg, &shared.backends(), &user).await {
             Ok(list) => {
                 let mut n = 0;
                 for (k, _) in list.iter().filter(|(k, _)| *k != active.key) {
@@ -345,7 +348,7 @@ pub async fn submit(
             }
             Err(e) => Ok(down(&e)),
         },
-        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove"
+        ("totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove", _)
             if !active.record.auth.provider.is_empty() =>
         {
             Ok(Reply::error(
@@ -354,24 +357,18 @@ pub async fn submit(
                 "your identity provider manages your factors",
             ))
         }
-        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove"
-            if ctx.config.mfa.is_none() =>
-        {
-            Ok(Reply::error(
-                404,
-                "not_found",
-                "second factors are not enabled",
-            ))
-        }
-        "totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove" if !recent => {
+        ("totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove", None) => Ok(
+            Reply::error(404, "not_found", "second factors are not enabled"),
+        ),
+        ("totp-begin" | "totp-confirm" | "totp-remove" | "passkey-remove", Some(_)) if !recent => {
             Ok(reauthenticate(ctx, &active))
         }
-        "totp-begin" if !ctx.config.mfa.as_ref().is_some_and(|m| m.totp) => Ok(Reply::error(
+        ("totp-begin", Some(m)) if !m.totp => Ok(Reply::error(
             404,
             "not_found",
             "authenticator apps are not enabled",
         )),
-        "totp-begin" => {
+        ("totp-begin", Some(_)) => {
             let Some(secret) = totp::new_secret(&shared.rng) else {
                 return Ok(down(&"no randomness"));
             };
@@ -388,7 +385,7 @@ pub async fn submit(
             };
             Ok(Reply::html(200, confirm_page(ctx, &block, &sealed, None)))
         }
-        "totp-confirm" => {
+        ("totp-confirm", Some(mfa)) => {
             let sealed = field("enrollment");
             let Some(e) = scfg
                 .keys
@@ -401,9 +398,6 @@ pub async fn submit(
                     "start adding the app again",
                 ));
             };
-            let mfa = ctx.config.mfa.clone().ok_or_else(|| {
-                pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
-            })?;
             match totp::verify_once(&shared.store, &user, &e.secret, &field("code"), now / 1000)
                 .await
             {
@@ -453,10 +447,7 @@ pub async fn submit(
                 pages::recovery_codes(&shown, &page_url(ctx)),
             ))
         }
-        "totp-remove" => {
-            let mfa = ctx.config.mfa.clone().ok_or_else(|| {
-                pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
-            })?;
+        ("totp-remove", Some(mfa)) => {
             let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
@@ -476,10 +467,7 @@ pub async fn submit(
             tracing::info!(request_id = %ctx.request_id, user = %user, "TOTP factor removed");
             Ok(back)
         }
-        "passkey-remove" => {
-            let mfa = ctx.config.mfa.clone().ok_or_else(|| {
-                pingora::Error::explain(pingora::ErrorType::InternalError, "mfa settings vanished")
-            })?;
+        ("passkey-remove", Some(mfa)) => {
             let mut f = match mfa.load(&shared.store, &scfg.keys, &user).await {
                 Ok(f) => f,
                 Err(err) => return Ok(down(&err)),
