@@ -24,6 +24,8 @@ pub struct Shared {
     pub rng: ring::rand::SystemRandom,
     /// Logged-out cookie sessions and revoked users (`store = "cookie"`).
     pub deny: crate::session::stateless::DenyList,
+    /// Cookie values already verified (under the current key ring), by their store key.
+    pub verified: crate::session::verified::VerifiedCookies,
     pub cert: Option<Arc<CertResolver>>,
     request_ids: RequestIds,
 }
@@ -67,6 +69,7 @@ impl Shared {
                     }),
             ),
             cert,
+            verified: crate::session::verified::VerifiedCookies::new(max),
             request_ids: RequestIds::new(),
             config: ArcSwap::from_pointee(config),
         };
@@ -80,6 +83,7 @@ impl Shared {
             deny: &self.deny,
             clock: self.clock.as_ref(),
             rng: &self.rng,
+            verified: &self.verified,
         }
     }
 

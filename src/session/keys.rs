@@ -45,6 +45,14 @@ pub struct SessionKey {
 /// All configured keys, signing key first.
 pub struct KeyRing {
     keys: Vec<SessionKey>,
+    /// Unique to this ring (never 0): what a cookie verified under it is remembered with
+    /// (`verified.rs`), so a reloaded ring trusts nothing the old one verified.
+    generation: u64,
+}
+
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -129,13 +137,19 @@ impl KeyRing {
         }
         Ok(Self {
             keys: raws.iter().map(|(_, r)| SessionKey::from_raw(r)).collect(),
+            generation: next_generation(),
         })
     }
 
     pub fn from_raw_keys(raws: &[Vec<u8>]) -> Self {
         Self {
             keys: raws.iter().map(|r| SessionKey::from_raw(r)).collect(),
+            generation: next_generation(),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The key that signs and seals new material.

@@ -8,6 +8,7 @@ pub mod provider_tokens;
 mod settings;
 pub mod stateless;
 pub mod store;
+pub mod verified;
 
 pub use settings::{SameSite, SessionConfig};
 
@@ -66,6 +67,7 @@ pub struct Backends<'a> {
     pub deny: &'a stateless::DenyList,
     pub clock: &'a dyn Clock,
     pub rng: &'a (dyn ring::rand::SecureRandom + Sync),
+    pub verified: &'a verified::VerifiedCookies,
 }
 
 fn key_of_stateless(id: &[u8; 16]) -> StoreKey {
@@ -128,11 +130,18 @@ pub async fn lookup<'a>(
             }),
         }));
     }
-    let id = match cookie::verify(value, &cfg.keys) {
-        Ok(id) => id,
-        Err(r) => return Ok(Lookup::Invalid(r)),
+    let generation = cfg.keys.generation();
+    let key = match b.verified.get(value, generation) {
+        Some(key) => key,
+        None => match cookie::verify(value, &cfg.keys) {
+            Ok(id) => {
+                let key = id.store_key();
+                b.verified.remember(value, generation, key);
+                key
+            }
+            Err(r) => return Ok(Lookup::Invalid(r)),
+        },
     };
-    let key = id.store_key();
     let Some(record) = b.store.load(cfg, &key).await? else {
         return Ok(Lookup::Miss);
     };
@@ -348,8 +357,13 @@ mod tests {
             deny,
             clock,
             rng,
+            // One table for every test: key ring generations keep them apart.
+            verified: TEST_VERIFIED.get_or_init(|| verified::VerifiedCookies::new(100)),
         }
     }
+
+    static TEST_VERIFIED: std::sync::OnceLock<verified::VerifiedCookies> =
+        std::sync::OnceLock::new();
 
     fn look(c: &SessionConfig, s: &Store, clock: &ManualClock, v: &str) -> Lookup {
         let header = format!("s={v}");
@@ -439,6 +453,59 @@ mod tests {
                 .unwrap(),
             Lookup::None
         ));
+    }
+
+    /// The second lookup of a cookie comes from the verified-cookie table; a reloaded key
+    /// ring without the cookie's key refuses it even so, one with the key still accepts it.
+    #[test]
+    fn verified_cookies_follow_the_key_ring() {
+        let c = cfg();
+        let (s, clock) = (
+            Store::Memory(Arc::new(MemoryStore::new(100))),
+            ManualClock::default(),
+        );
+        let (deny, rng) = (
+            stateless::DenyList::new(Duration::from_secs(600)),
+            ring::rand::SystemRandom::new(),
+        );
+        let who = Identity {
+            user: "carol".into(),
+            email: String::new(),
+            groups: vec![],
+        };
+        let (v, _) = create(
+            &c,
+            &backends(&s, &clock, &deny, &rng),
+            who,
+            Authentication::password(0),
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+        assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
+        let generation = c.keys.generation();
+        assert!(
+            TEST_VERIFIED.get().unwrap().get(&v, generation).is_some(),
+            "remembered after the first verification"
+        );
+        assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
+
+        let other = SessionConfig {
+            keys: Arc::new(KeyRing::from_raw_keys(&[(101u8..=132).collect()])),
+            ..cfg()
+        };
+        assert!(matches!(
+            look(&other, &s, &clock, &v),
+            Lookup::Invalid(CookieRejection::UnknownKey)
+        ));
+        let rotated = SessionConfig {
+            keys: Arc::new(KeyRing::from_raw_keys(&[
+                (101u8..=132).collect(),
+                (1u8..=32).collect(),
+            ])),
+            ..cfg()
+        };
+        assert!(matches!(look(&rotated, &s, &clock, &v), Lookup::Hit(_)));
     }
 
     #[test]
