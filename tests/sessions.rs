@@ -735,8 +735,32 @@ fn sessions_survive_restarts_and_key_rotation() {
     let v2 = session_of(e.g.http, "bob", "bob-pw");
     assert_ne!(&v2[..6], &v[..6], "new cookies carry the new key id");
 
-    // The old key removed: cookies it signed are dead, the new key's still live.
+    // The old key removed by a reload, without a restart: the process has verified (and
+    // remembered) both cookies before; the old key's is dead at once all the same, the
+    // new key's still live.
+    for c in [&v, &v2] {
+        assert_eq!(api(e.g.http, "/app", &with_cookie(c)).status, 200);
+    }
     e.dir.write("session.keys", &format!("{k2}\n"));
+    let reloads =
+        e.g.proc
+            .log_text()
+            .matches("configuration reloaded")
+            .count();
+    e.g.proc.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || e
+        .g
+        .proc
+        .log_text()
+        .matches("configuration reloaded")
+        .count()
+        > reloads));
+    assert_eq!(api(e.g.http, "/app", &with_cookie(&v)).status, 401);
+    assert_eq!(
+        api(e.g.http, "/app", &with_cookie(&v2)).upstream_header("x-forwarded-user"),
+        ["bob"]
+    );
+    // And after a restart too.
     restart(&mut e);
     assert_eq!(api(e.g.http, "/app", &with_cookie(&v)).status, 401);
     assert_eq!(
