@@ -74,7 +74,7 @@ source benches/common.sh
 source benches/oidc.sh
 source benches/apache.sh
 install_missing wrk=wrk nginx=nginx cmake=cmake curl=curl python3=python3 redis-server=redis-server \
-  memcached=memcached caddy=caddy openssl=openssl apache2=apache2 h2load=nghttp2-client \
+  memcached=memcached caddy=caddy openssl=openssl apache2=apache2 h2load=nghttp2-client ss=iproute2 \
   /usr/lib/apache2/modules/mod_auth_openidc.so=libapache2-mod-auth-openidc
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 APACHE=$(command -v apache2 || echo /usr/sbin/apache2)

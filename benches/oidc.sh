@@ -33,7 +33,11 @@ start_oidc_provider() {
   if [ ! -d tests/oidc-provider/node_modules/oidc-provider ]; then
     (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
   fi
-  python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+  if ! python3 -c 'import requests' 2>/dev/null; then
+    # Debian's package first (its pip refuses system-wide installs, PEP 668), pip otherwise.
+    install_missing /usr/lib/python3/dist-packages/requests/__init__.py=python3-requests
+    python3 -c 'import requests' 2>/dev/null || python3 -m pip install --quiet requests
+  fi
   # A test CA and a leaf for 127.0.0.1 signed by it: the gateway (ca_file) and the
   # stand-in browser both trust the CA.
   make_test_ca "$work"
