@@ -3,14 +3,24 @@
 //! difference between this and nginx is what pingora itself costs; the difference between
 //! this and portcullis is what portcullis adds.
 //!
-//! `cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS`
+//! `cargo run --release --example bare_pingora -- LISTEN UPSTREAM THREADS [CERT KEY]`
+//!
+//! With CERT and KEY (PEM files) LISTEN is a TLS listener instead, set up the way
+//! portcullis sets up its own: pingora's rustls `TlsSettings::intermediate` (TLS 1.2 and
+//! 1.3, rustls' default server config) with h2 offered through ALPN.
+//!
+//! With `BARE_L4_READ_BUFFER=BYTES` the (plain) listener's per-connection read buffer is
+//! that size instead of pingora's default 64 KiB (`ListenerConfig::l4_buffer`), to price
+//! what that buffer costs an idle keep-alive connection.
 //!
 //! With `BARE_TIMEOUTS=1` in the environment the upstream peer gets the connect, read, write
 //! and idle timeouts portcullis sets, to price them on their own (about 3% of throughput in
 //! one A/B run on the development machine).
 
 use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::HttpPeer;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -43,7 +53,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream), Some(threads)) = (args.get(1), args.get(2), args.get(3))
     else {
-        eprintln!("usage: bare_pingora LISTEN UPSTREAM THREADS");
+        eprintln!("usage: bare_pingora LISTEN UPSTREAM THREADS [CERT KEY]");
         std::process::exit(2);
     };
     let (Ok(upstream), Ok(threads)) = (upstream.parse::<SocketAddr>(), threads.parse::<usize>())
@@ -60,7 +70,32 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
-    proxy.add_tcp(listen);
+    match (args.get(4), args.get(5)) {
+        (Some(cert), Some(key)) => {
+            let mut tls = match pingora::listeners::tls::TlsSettings::intermediate(cert, key) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("TLS settings: {e}");
+                    std::process::exit(2);
+                }
+            };
+            tls.enable_h2();
+            proxy.add_tls_with_settings(listen, None, tls);
+        }
+        _ => match std::env::var("BARE_L4_READ_BUFFER").map(|v| v.parse::<usize>()) {
+            Ok(Ok(read)) => {
+                proxy.add_listener(ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings {
+                    read: Some(read),
+                    write: None,
+                }))
+            }
+            Ok(Err(_)) => {
+                eprintln!("bad BARE_L4_READ_BUFFER");
+                std::process::exit(2);
+            }
+            Err(_) => proxy.add_tcp(listen),
+        },
+    }
     server.add_service(proxy);
     server.run_forever();
 }

@@ -1,10 +1,15 @@
+# shellcheck shell=bash
 # Shared by benches/load.sh and benches/instructions.sh (sourced, not run).
 
 # install_missing CMD=PACKAGE...: apt-get install the packages whose command is missing.
+# A CMD that starts with "/" is a file the package provides (e.g. an Apache module).
 install_missing() {
   local need=() pair
   for pair in "$@"; do
-    command -v "${pair%%=*}" >/dev/null || [ -x "/usr/sbin/${pair%%=*}" ] || need+=("${pair#*=}")
+    case ${pair%%=*} in
+      /*) [ -e "${pair%%=*}" ] || need+=("${pair#*=}") ;;
+      *) command -v "${pair%%=*}" >/dev/null || [ -x "/usr/sbin/${pair%%=*}" ] || need+=("${pair#*=}") ;;
+    esac
   done
   if [ ${#need[@]} -gt 0 ]; then
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -64,8 +69,14 @@ TOML
 }
 
 # login_cookie PORT PASSWORD: log the bench user in, print "name=value" of the session cookie.
-login_cookie() {
-  curl -s -o /dev/null -D - "http://127.0.0.1:$1/.auth/login" \
-    --data-urlencode "username=bench" --data-urlencode "password=$2" --data-urlencode "rd=/" \
+login_cookie() { login_cookie_at "http://127.0.0.1:$1" "$2"; }
+
+# login_cookie_at BASE_URL PASSWORD [CURL_ARGS...]: the same against any origin, e.g.
+# https://127.0.0.1:PORT with --cacert CA (the cookie is then __Host-session).
+login_cookie_at() {
+  local base=$1 pw=$2
+  shift 2
+  curl -s "$@" -o /dev/null -D - "$base/.auth/login" \
+    --data-urlencode "username=bench" --data-urlencode "password=$pw" --data-urlencode "rd=/" \
     | tr -d '\r' | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}'
 }

@@ -5,6 +5,10 @@ pages -> callback -> first proxied request.
 
   oidc_login.py cookie  GATEWAY PROVIDER CA_FILE      print the session cookie (name=value)
   oidc_login.py latency GATEWAY PROVIDER CA_FILE N    N sign-ins; medians per phase
+  oidc_login.py mod-auth-openidc SITE CA_FILE         sign in to Apache + mod_auth_openidc
+                                                      (redirect URI SITE/redirect_uri) through
+                                                      the same provider pages; print its
+                                                      session cookie (name=value)
 
 GATEWAY is the gateway's base URL (http://127.0.0.1:PORT), PROVIDER the [[oidc]] name.
 Traffic goes to 127.0.0.1 only. Phases timed (wall clock, one sign-in at a time):
@@ -22,29 +26,25 @@ import time
 import requests
 
 
-def sign_in(gw, name, ca, who="bench"):
+def browser(ca):
     s = requests.Session()
     # Not from the environment: REQUESTS_CA_BUNDLE would override `verify` and drop the
     # test CA.
     s.trust_env = False
     s.verify = ca
-    t = {}
-    t0 = time.perf_counter()
-    r = s.get(f"{gw}/.auth/oidc/{name}/start?rd=/x", allow_redirects=False, timeout=30)
-    assert r.status_code == 302, (r.status_code, r.text[:200])
-    t["start"] = time.perf_counter() - t0
-    url = r.headers["location"]
-    issuer = re.match(r"https://[^/]+", url).group(0)
-    t0 = time.perf_counter()
-    callback = None
+    return s
+
+
+def through_provider(s, url, issuer, back, who):
+    """Fill the provider's login and consent pages from the authorization URL on, until
+    it redirects to a URL containing `back`; return that URL."""
     for _ in range(12):
         r = s.get(url, allow_redirects=False, timeout=30)
         if r.is_redirect:
             loc = r.headers["location"]
             url = loc if loc.startswith("http") else issuer + loc
-            if "/.auth/oidc/callback" in url:
-                callback = url
-                break
+            if back in url:
+                return url
             continue
         action = re.search(r'action="([^"]+)"', r.text).group(1)
         prompt = "login" if 'value="login"' in r.text else "consent"
@@ -53,10 +53,39 @@ def sign_in(gw, name, ca, who="bench"):
                    allow_redirects=False, timeout=30)
         loc = r.headers["location"]
         url = loc if loc.startswith("http") else issuer + loc
-        if "/.auth/oidc/callback" in url:
-            callback = url
-            break
-    assert callback, "the provider never sent the browser back"
+        if back in url:
+            return url
+    raise AssertionError("the provider never sent the browser back")
+
+
+def sign_in_mod_auth_openidc(site, ca, who="bench"):
+    """Apache + mod_auth_openidc: a protected page redirects to the provider, the provider
+    back to SITE/redirect_uri, which sets the session cookie and redirects to the page."""
+    s = browser(ca)
+    r = s.get(f"{site}/x", allow_redirects=False, timeout=30)
+    assert r.status_code == 302, (r.status_code, r.text[:200])
+    url = r.headers["location"]
+    issuer = re.match(r"https://[^/]+", url).group(0)
+    back = through_provider(s, url, issuer, f"{site}/redirect_uri", who)
+    r = s.get(back, allow_redirects=False, timeout=30)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    r = s.get(f"{site}/x", allow_redirects=False, timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    cookie = next(c for c in s.cookies if c.name == "mod_auth_openidc_session")
+    return f"{cookie.name}={cookie.value}"
+
+
+def sign_in(gw, name, ca, who="bench"):
+    s = browser(ca)
+    t = {}
+    t0 = time.perf_counter()
+    r = s.get(f"{gw}/.auth/oidc/{name}/start?rd=/x", allow_redirects=False, timeout=30)
+    assert r.status_code == 302, (r.status_code, r.text[:200])
+    t["start"] = time.perf_counter() - t0
+    url = r.headers["location"]
+    issuer = re.match(r"https://[^/]+", url).group(0)
+    t0 = time.perf_counter()
+    callback = through_provider(s, url, issuer, "/.auth/oidc/callback", who)
     t["provider"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     r = s.get(callback, allow_redirects=False, timeout=30)
@@ -71,6 +100,9 @@ def sign_in(gw, name, ca, who="bench"):
 
 
 def main():
+    if sys.argv[1] == "mod-auth-openidc":
+        print(sign_in_mod_auth_openidc(sys.argv[2], sys.argv[3]))
+        return
     mode, gw, name, ca = sys.argv[1:5]
     if mode == "cookie":
         print(sign_in(gw, name, ca)[0])
