@@ -584,6 +584,11 @@ fn cross_site_requests_with_a_session_are_refused(store: &'static str) {
     );
     assert_eq!(r.status, 200, "same-origin POST passes");
     assert_eq!(r.json()["body"], "a=1");
+    // A body far larger than a client connection's 4 KiB read buffer arrives whole.
+    let big = "0123456789abcdef".repeat(128 * 1024);
+    let r = request(h, "POST", "/app/upload", &[("Cookie", &c)], &big);
+    assert_eq!(r.status, 200);
+    assert!(r.json()["body"] == big.as_str(), "2 MiB body intact");
     let r = request(h, "POST", "/app/transfer", &[("Cookie", &c)], "a=1");
     assert_eq!(r.status, 200, "non-browser clients send neither header");
     assert_eq!(
