@@ -331,7 +331,8 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 TLS_INFO="$WORK/tls-info"; : > "$TLS_INFO"
 tls_check() {
   local out line
-  out=$(openssl s_client -connect "127.0.0.1:$1" -CAfile "$CA" -alpn h2,http/1.1 </dev/null 2>&1 || true)
+  # tr: the h2 server preface that s_client prints holds NUL bytes.
+  out=$(openssl s_client -connect "127.0.0.1:$1" -CAfile "$CA" -alpn h2,http/1.1 </dev/null 2>&1 | tr -d '\000' || true)
   line=$(echo "$out" | awk -F': ' '/^New, / {split($0, f, ", "); p=f[2]; c=f[3]; sub(/^Cipher is /, "", c)}
     /^Server Temp Key/ {k=$2} /^Peer signature type/ {s=$2} /^ALPN protocol/ {a=$2} /^Verify return code/ {v=$2}
     END {printf "%s %s, key exchange %s, signature %s, ALPN %s, verify %s", p, c, k, s, (a ? a : "none"), v}')
