@@ -365,6 +365,29 @@ mod tests {
     static TEST_VERIFIED: std::sync::OnceLock<verified::VerifiedCookies> =
         std::sync::OnceLock::new();
 
+    /// A new password session of `user`; its cookie value.
+    fn sign_in(c: &SessionConfig, s: &Store, clock: &ManualClock, user: &str) -> String {
+        let (deny, rng) = (
+            stateless::DenyList::new(Duration::from_secs(600)),
+            ring::rand::SystemRandom::new(),
+        );
+        let who = Identity {
+            user: user.into(),
+            email: String::new(),
+            groups: vec![],
+        };
+        create(
+            c,
+            &backends(s, clock, &deny, &rng),
+            who,
+            Authentication::password(0),
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap()
+        .0
+    }
+
     fn look(c: &SessionConfig, s: &Store, clock: &ManualClock, v: &str) -> Lookup {
         let header = format!("s={v}");
         let (deny, rng) = (
@@ -423,20 +446,7 @@ mod tests {
             "an expired session is deleted"
         );
 
-        let who = Identity {
-            user: "bob".into(),
-            email: String::new(),
-            groups: vec![],
-        };
-        let (v, _) = create(
-            &c,
-            &backends(&s, &clock, &deny, &rng),
-            who,
-            Authentication::password(0),
-        )
-        .now_or_never()
-        .unwrap()
-        .unwrap();
+        let v = sign_in(&c, &s, &clock, "bob");
         clock.0.fetch_add(60_000, Ordering::Relaxed);
         assert!(matches!(
             look(&c, &s, &clock, &v),
@@ -464,24 +474,7 @@ mod tests {
             Store::Memory(Arc::new(MemoryStore::new(100))),
             ManualClock::default(),
         );
-        let (deny, rng) = (
-            stateless::DenyList::new(Duration::from_secs(600)),
-            ring::rand::SystemRandom::new(),
-        );
-        let who = Identity {
-            user: "carol".into(),
-            email: String::new(),
-            groups: vec![],
-        };
-        let (v, _) = create(
-            &c,
-            &backends(&s, &clock, &deny, &rng),
-            who,
-            Authentication::password(0),
-        )
-        .now_or_never()
-        .unwrap()
-        .unwrap();
+        let v = sign_in(&c, &s, &clock, "carol");
         assert!(matches!(look(&c, &s, &clock, &v), Lookup::Hit(_)));
         let generation = c.keys.generation();
         assert!(
