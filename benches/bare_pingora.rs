@@ -11,7 +11,8 @@
 //!
 //! With `BARE_L4_READ_BUFFER=BYTES` the (plain) listener's per-connection read buffer is
 //! that size instead of pingora's default 64 KiB (`ListenerConfig::l4_buffer`), to price
-//! what that buffer costs an idle keep-alive connection.
+//! what that buffer costs an idle keep-alive connection; `BARE_L4_WRITE_BUFFER=BYTES` does
+//! the same for the write buffer (default 1 460 bytes).
 //!
 //! With `BARE_TIMEOUTS=1` in the environment the upstream peer gets the connect, read, write
 //! and idle timeouts portcullis sets, to price them on their own (about 3% of throughput in
@@ -82,20 +83,32 @@ fn main() {
             tls.enable_h2();
             proxy.add_tls_with_settings(listen, None, tls);
         }
-        _ => match std::env::var("BARE_L4_READ_BUFFER").map(|v| v.parse::<usize>()) {
-            Ok(Ok(read)) => {
-                proxy.add_listener(ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings {
-                    read: Some(read),
-                    write: None,
-                }))
+        _ => {
+            let (read, write) = (
+                buffer_size("BARE_L4_READ_BUFFER"),
+                buffer_size("BARE_L4_WRITE_BUFFER"),
+            );
+            if read.is_none() && write.is_none() {
+                proxy.add_tcp(listen);
+            } else {
+                proxy.add_listener(
+                    ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings { read, write }),
+                );
             }
-            Ok(Err(_)) => {
-                eprintln!("bad BARE_L4_READ_BUFFER");
-                std::process::exit(2);
-            }
-            Err(_) => proxy.add_tcp(listen),
-        },
+        }
     }
     server.add_service(proxy);
     server.run_forever();
+}
+
+/// A buffer size from the environment; unset means pingora's default.
+fn buffer_size(var: &str) -> Option<usize> {
+    let v = std::env::var(var).ok()?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!("bad {var}: {v}");
+            std::process::exit(2);
+        }
+    }
 }

@@ -311,6 +311,13 @@ impl BackgroundService for Reloader {
 /// bodies) bypass it (tokio's `BufReader`), so bodies take no extra copy or read either way.
 const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
+/// The write buffer of each client connection. pingora's default, 1 460 bytes, sends a
+/// response whose head and body together are larger (most HTML and JSON answers) in two
+/// writes: the head, then the body. With 8 KiB, head and body up to that size go out in one
+/// (a 4 000-byte body: 2 system calls a request to the upstream and client instead of 3,
+/// counted with `strace -c`). Larger bodies bypass the buffer, as reads do.
+const CLIENT_WRITE_BUFFER: usize = 8 * 1024;
+
 fn client_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(CLIENT_READ_BUFFER)
+    L4BufferSettings::new(CLIENT_READ_BUFFER, CLIENT_WRITE_BUFFER)
 }
